@@ -1,0 +1,79 @@
+"""What a strategy is, and the registry that names them.
+
+A strategy computes the reference encoder's function on a `VarlenBatch` and returns the packed
+output ``[T, d]`` (valid positions only, in ``batch.values`` order), so any two strategies'
+outputs compare element for element. It declares the devices and modes it supports; anything
+else raises `UnsupportedError` with the reason.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..batch import VarlenBatch
+from ..errors import PadbenchError, UnsupportedError
+
+DEVICES = ("cpu", "cuda")
+MODES = ("inference", "training")
+
+_REGISTRY: dict[str, type["Strategy"]] = {}
+
+
+class Strategy:
+    name: str = ""
+    summary: str = ""
+    devices: frozenset = frozenset(DEVICES)
+    modes: frozenset = frozenset(MODES)
+    # True when the first call does one-time work (compilation) that must not be timed or probed.
+    needs_warmup: bool = False
+
+    def __init__(self, encoder: nn.TransformerEncoder):
+        self.encoder = encoder
+        layer = encoder.layers[0]
+        self.nhead = layer.self_attn.num_heads
+        self.d_model = layer.self_attn.embed_dim
+
+    @classmethod
+    def unsupported_reason(cls, device: str, mode: str, dtype: torch.dtype = torch.float32) -> str | None:
+        """Why this strategy cannot run (device, mode, dtype) here, or None if it can."""
+        if device not in cls.devices:
+            return f"{cls.name} does not run on {device} (runs on: {', '.join(sorted(cls.devices))})"
+        if mode not in cls.modes:
+            return f"{cls.name} does not support {mode} (supports: {', '.join(sorted(cls.modes))})"
+        return None
+
+    @classmethod
+    def check(cls, device: str, mode: str, dtype: torch.dtype = torch.float32) -> None:
+        reason = cls.unsupported_reason(device, mode, dtype)
+        if reason:
+            raise UnsupportedError(reason)
+
+    def __call__(self, batch: VarlenBatch) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        """Extra facts for the record (e.g. whether a fast path was really taken)."""
+        return {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"strategy name {cls.name!r} missing or registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise PadbenchError(f"unknown strategy {name!r}; choose from {', '.join(_REGISTRY)}") from None
+
+
+def get(name: str, encoder: nn.TransformerEncoder) -> Strategy:
+    return strategy_class(name)(encoder)

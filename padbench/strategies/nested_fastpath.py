@@ -53,10 +53,11 @@ class NestedFastpath(Strategy):
         out = self.encoder(x, src_key_padding_mask=mask)
         return batch.unpad(out)
 
-    def probe(self, batch) -> bool:
-        """Run once while counting the nested path's ops; record whether it was taken."""
+    def probe(self, run_once) -> bool:
+        """Call ``run_once()`` (this strategy, in the case's mode) while counting the nested
+        path's ops; record whether the path was taken."""
         with count_calls("_nested_tensor_from_mask", "_transformer_encoder_layer_fwd") as counts:
-            self(batch)
+            run_once()
         layers = len(self.encoder.layers)
         nested = counts["_nested_tensor_from_mask"] == 1
         fused = counts["_transformer_encoder_layer_fwd"] == layers

@@ -1,0 +1,232 @@
+"""Cases: what to run, how to run one batch of it, and the record it leaves.
+
+A `Case` names a strategy, a length distribution, device, mode, batch size, max_len, model and
+seed. `prepare` builds (and caches) its weights, batch and strategy; `Prepared.step` runs one
+batch — inference forward under ``no_grad``, or training forward + loss over valid tokens +
+backward — and synchronizes. `measure_case` turns a case into one record, whatever happens:
+an unsupported combination, an OOM or an error is recorded, never raised.
+"""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+
+from . import equivalence, measure
+from .batch import VarlenBatch
+from .errors import PadbenchError, UnsupportedError
+from .lengths import DISTRIBUTIONS, padding_ratio, resolve_max_len, sample_lengths
+from .model import EncoderSpec, dtype_name, parse_dtype
+from .strategies import DEVICES, MODES, strategy_class
+from .strategies import get as get_strategy
+from .strategies.nested_fastpath import NestedFastpath
+
+RECORD_FIELDS = (
+    "strategy", "distribution", "device", "mode", "batch_size", "max_len", "padding_ratio", "num_tokens",
+    "status", "message", "time_s", "time_spread", "tokens_per_s", "padded_tokens_per_s", "useful_flops",
+    "efficiency", "matmul_flops", "peak_mem_bytes", "max_abs_err", "max_rel_err", "grad_rel_err",
+    "grad_worst_param", "pad_invariant", "nan_free", "fastpath_taken", "d_model", "nhead",
+    "dim_feedforward", "num_layers", "activation", "norm_first", "dtype", "seed",
+)
+
+
+def check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise PadbenchError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PadbenchError("device cuda requested but no CUDA GPU is available (torch.cuda.is_available() is False)")
+
+
+def check_distribution(dist: str) -> None:
+    if dist.startswith("file:"):
+        from .lengths import read_lengths_file
+
+        read_lengths_file(dist[5:])
+    elif dist not in DISTRIBUTIONS:
+        raise PadbenchError(f"unknown distribution {dist!r}; choose from {', '.join(DISTRIBUTIONS)} or file:PATH")
+
+
+@dataclass(frozen=True)
+class Case:
+    strategy: str
+    distribution: str
+    device: str = "cpu"
+    mode: str = "inference"
+    batch_size: int = 32
+    max_len: int | None = None  # None: the distribution's default
+    spec: EncoderSpec = field(default_factory=EncoderSpec)
+    seed: int = 0
+    target_padding: float | None = None
+
+    def validate(self) -> "Case":
+        strategy_class(self.strategy)
+        check_distribution(self.distribution)
+        if self.mode not in MODES:
+            raise PadbenchError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
+        check_device(self.device)
+        return replace(self, max_len=resolve_max_len(self.distribution, self.max_len))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["spec"] = self.spec.as_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Case":
+        d = dict(d)
+        d["spec"] = EncoderSpec(**d["spec"])
+        return cls(**d)
+
+
+@functools.lru_cache(maxsize=8)
+def _encoder(spec: EncoderSpec, seed: int, device: str):
+    return spec.build(seed, device)
+
+
+@functools.lru_cache(maxsize=64)
+def lengths_for(distribution: str, batch_size: int, max_len: int | None, seed: int, target_padding=None):
+    return tuple(int(n) for n in sample_lengths(distribution, batch_size, max_len, seed, target_padding=target_padding))
+
+
+@functools.lru_cache(maxsize=32)
+def _batch(lengths: tuple, d_model: int, dtype: torch.dtype, device: str, seed: int) -> VarlenBatch:
+    return VarlenBatch.from_lengths(lengths, d_model, seed=seed, dtype=dtype, device=device)
+
+
+class Prepared:
+    """A case ready to run: weights, batch and strategy built once."""
+
+    def __init__(self, case: Case):
+        self.case = case
+        self.encoder = _encoder(case.spec, case.seed, case.device)
+        lengths = lengths_for(case.distribution, case.batch_size, case.max_len, case.seed, case.target_padding)
+        self.batch = _batch(lengths, case.spec.d_model, case.spec.dtype, case.device, case.seed)
+        self.strategy = get_strategy(case.strategy, self.encoder)
+        self.training = case.mode == "training"
+        self._loss_w = equivalence.loss_weights(self.batch)
+
+    def run(self, batch: VarlenBatch) -> torch.Tensor:
+        """The strategy's packed output on ``batch`` (training: after the backward pass)."""
+        if self.training:
+            self.encoder.train()
+            self.encoder.zero_grad(set_to_none=True)
+            out = self.strategy(batch)
+            w = self._loss_w if batch is self.batch else equivalence.loss_weights(batch)
+            (out * w).sum().backward()
+        else:
+            self.encoder.eval()
+            with torch.no_grad():
+                out = self.strategy(batch)
+        measure.synchronize(self.case.device)
+        return out
+
+    def step(self) -> None:
+        """One timed batch."""
+        self.run(self.batch)
+
+    def output(self, batch: VarlenBatch):
+        """(packed output, parameter gradients or None) for equivalence checks."""
+        out = self.run(batch).detach()
+        if not self.training:
+            return out, None
+        return out, {n: p.grad.detach().clone() for n, p in self.encoder.named_parameters() if p.grad is not None}
+
+
+def prepare(case: Case) -> Prepared:
+    """Validate ``case`` and build it; raises UnsupportedError if the strategy cannot run it."""
+    case = case.validate()
+    strategy_class(case.strategy).check(case.device, case.mode, case.spec.dtype)
+    return Prepared(case)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def base_record(case: Case) -> dict:
+    rec = dict.fromkeys(RECORD_FIELDS)
+    spec = case.spec.as_dict()
+    rec.update(
+        strategy=case.strategy, distribution=case.distribution, device=case.device, mode=case.mode,
+        batch_size=case.batch_size, max_len=case.max_len, seed=case.seed, status="error", message="",
+        **{k: spec[k] for k in ("d_model", "nhead", "dim_feedforward", "num_layers", "activation", "norm_first", "dtype")},
+    )
+    lengths = lengths_for(case.distribution, case.batch_size, case.max_len, case.seed, case.target_padding)
+    rec["num_tokens"] = sum(lengths)
+    rec["padding_ratio"] = padding_ratio(lengths)
+    rec["padded_tokens"] = len(lengths) * max(lengths)
+    return rec
+
+
+def measure_case(
+    case: Case,
+    *,
+    min_run_time: float = 1.0,
+    max_run_time: float = 8.0,
+    memory: bool = True,
+    check_equivalence: bool = True,
+) -> dict:
+    """Run one case end to end and return its record (status ok | unsupported | oom | error)."""
+    case = case.validate()
+    rec = base_record(case)
+    try:
+        try:
+            prepared = prepare(case)
+        except UnsupportedError as exc:
+            rec.update(status="unsupported", message=str(exc))
+            return rec
+        for _ in range(3 if prepared.strategy.needs_warmup else 2):
+            prepared.step()
+        if isinstance(prepared.strategy, NestedFastpath):
+            taken = prepared.strategy.probe(prepared.step)
+            rec["fastpath_taken"] = taken
+            if not taken:
+                rec.update(status="unsupported", message=prepared.strategy.fallback_reason)
+                return rec
+        if check_equivalence:
+            eq = equivalence.check(prepared)
+            rec.update({k: v for k, v in eq.items() if k in rec})
+            if eq.get("nan_message"):
+                rec["message"] = eq["nan_message"]
+        median, spread = measure.time_fn(prepared.step, case.device, min_run_time=min_run_time, max_run_time=max_run_time)
+        rec.update(time_s=median, time_spread=spread)
+        rec["tokens_per_s"] = rec["num_tokens"] / median
+        rec["padded_tokens_per_s"] = rec.pop("padded_tokens") / median
+        rec["useful_flops"] = measure.useful_flops(prepared.batch.lengths_list, case.spec, case.mode)
+        rec["matmul_flops"] = measure.matmul_flops(case.device, case.spec.dtype, case.spec.d_model, case.spec.dim_feedforward)
+        rec["efficiency"] = float(rec["useful_flops"] / median / rec["matmul_flops"])
+        if memory:
+            rec["peak_mem_bytes"] = measure.peak_memory(case)
+        rec["status"] = "ok"
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # recorded, never raised: a sweep keeps going
+        if _is_oom(exc):
+            rec.update(status="oom", message=str(exc).splitlines()[0][:300])
+            if case.device == "cuda":
+                torch.cuda.empty_cache()
+        else:
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            first = (str(exc).splitlines() or [""])[0][:300]
+            rec.update(status="error", message=f"{type(exc).__name__}: {first} ({where.filename.split('/')[-1]}:{where.lineno})")
+    finally:
+        rec.pop("padded_tokens", None)
+    return rec
+
+
+def sweep_cases(strategies, distributions, modes, *, device="cpu", batch_size=32, max_len=None, spec=None, seed=0):
+    """Every (mode, distribution, strategy) case, `padded` first in each group (speedups need it)."""
+    spec = spec or EncoderSpec()
+    ordered = sorted(strategies, key=lambda s: s != "padded")
+    return [
+        Case(s, dist, device, mode, batch_size, max_len, spec, seed)
+        for mode in modes
+        for dist in distributions
+        for s in ordered
+    ]
+
+
+__all__ = ["Case", "Prepared", "RECORD_FIELDS", "measure_case", "prepare", "sweep_cases", "dtype_name", "parse_dtype"]

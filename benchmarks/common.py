@@ -1,0 +1,289 @@
+"""Shared machinery of the asv suite, in the style of scipy's ``benchmarks/common.py``.
+
+The suite is thin: every number comes from ``padbench`` (``runner.prepare(case).step()`` for
+timings, ``runner.measure_case`` for the derived metrics).  What lives here is only the asv
+plumbing:
+
+* `EncoderBenchmark` -- the XPBenchmark idea: a ``device`` parameter next to the case
+  parameters, unsupported combinations turned into ``SkipNotImplemented`` in ``setup``
+  (never a failure or a NaN), CUDA synchronised inside the timed call (``Prepared.step``
+  does it), expensive set-up cached per process.
+* `metrics_cache(mode)` -- one ``setup_cache`` per mode that measures every case once in one
+  process: tokens/s, efficiency, equivalence errors, the nested fast-path proof, and the
+  time of ``padded`` on the same lengths, so that "speedup over padded" is a ratio of two
+  timings taken side by side.  Its result is plain Python (no tensors), so the many small
+  ``track_*`` processes that read it never import torch.
+
+Importing this module must stay cheap (asv imports it in every benchmark process): torch and
+padbench are imported inside functions only.
+
+Environment knobs (read when a benchmark process starts):
+
+``PADBENCH_ASV_DISTRIBUTIONS``  comma list, default ``uniform,lognormal,constant``
+``PADBENCH_ASV_BATCH``          batch size, default 32
+``PADBENCH_ASV_MAX_LEN``        longest sequence, default 256
+``PADBENCH_ASV_THREADS``        torch threads (default: torch's own choice)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+
+try:
+    from asv_runner.benchmarks.mark import SkipNotImplemented
+except ImportError:  # asv < 0.6 or imported outside asv (tests)
+    class SkipNotImplemented(NotImplementedError):
+        pass
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [x.strip() for x in os.environ.get(name, default).split(",") if x.strip()]
+
+
+# The full list of strategy names from DESIGN.md, fixed here rather than read from the
+# registry so that asv's parameter grid is the same at every commit (a strategy that a
+# commit lacks is a skip, not a change of grid that splits the history).
+STRATEGIES = ["padded", "bucketed", "nested_fastpath", "jagged", "loop", "packed", "flex", "varlen_attn"]
+DISTRIBUTIONS = _env_list("PADBENCH_ASV_DISTRIBUTIONS", "uniform,lognormal,constant")
+DEVICES = ["cpu", "cuda"]
+MODES = ["inference", "training"]
+BATCH_SIZE = int(os.environ.get("PADBENCH_ASV_BATCH", "32"))
+MAX_LEN = int(os.environ.get("PADBENCH_ASV_MAX_LEN", "256"))
+SEED = 0
+BASELINE = "padded"
+
+
+def cuda_present() -> bool:
+    """Cheap, torch-free guess whether this machine has an NVIDIA GPU (for fast skips)."""
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+
+
+def _set_threads() -> None:
+    threads = os.environ.get("PADBENCH_ASV_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def make_case(strategy: str, distribution: str, device: str, mode: str):
+    from padbench.runner import Case
+
+    return Case(strategy=strategy, distribution=distribution, device=device, mode=mode,
+                batch_size=BATCH_SIZE, max_len=MAX_LEN, seed=SEED)
+
+
+def check_device(device: str) -> None:
+    """SkipNotImplemented unless `device` can run here (imports torch only for cuda)."""
+    if device == "cpu":
+        return
+    if device == "cuda":
+        if not cuda_present():
+            raise SkipNotImplemented("cuda: no NVIDIA GPU on this machine")
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SkipNotImplemented("cuda: torch sees no CUDA device")
+        return
+    raise SkipNotImplemented(f"unknown device {device!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def prepared(strategy: str, distribution: str, device: str, mode: str):
+    """`padbench.runner.prepare` once per process and case, warmed up by one step.
+
+    asv re-runs ``setup`` before every timing sample; this keeps that re-run free.
+    Raises SkipNotImplemented for combinations padbench declares unsupported.
+    """
+    check_device(device)
+    _set_threads()
+    try:
+        from padbench.errors import UnsupportedError
+        from padbench.runner import prepare
+    except ImportError as exc:  # an old commit without the runner
+        raise SkipNotImplemented(f"padbench.runner not importable at this commit: {exc}")
+    try:
+        prep = prepare(make_case(strategy, distribution, device, mode))
+        prep.step()  # warm-up: lazy init, compilation, allocator growth
+    except UnsupportedError as exc:
+        raise SkipNotImplemented(str(exc))
+    except Exception as exc:  # unknown strategy name at this commit
+        if type(exc).__name__ == "PadbenchError" and "unknown strategy" in str(exc):
+            raise SkipNotImplemented(str(exc))
+        raise
+    return prep
+
+
+def support_table() -> dict:
+    """``{(strategy, device, mode): reason or None}``: what padbench declares it can run.
+
+    The ``setup_cache`` of the step benchmarks: one process asks padbench once, so the many
+    processes of unsupported combinations skip without importing torch."""
+    table = {}
+    try:
+        from padbench import strategies
+    except ImportError as exc:
+        return {"error": f"padbench.strategies not importable: {exc}"}
+    known = set(strategies.names())
+    for device in DEVICES:
+        try:
+            check_device(device)
+            device_reason = None
+        except NotImplementedError as exc:
+            device_reason = str(exc)
+        for mode in MODES:
+            for s in STRATEGIES:
+                if device_reason:
+                    reason = device_reason
+                elif s not in known:
+                    reason = f"strategy {s!r} does not exist at this commit"
+                else:
+                    reason = strategies.strategy_class(s).unsupported_reason(device, mode)
+                table[(s, device, mode)] = reason
+    return table
+
+
+class EncoderBenchmark:
+    """Base: params strategy x distribution x device for one `mode`; skips in setup.
+
+    Like scipy's XPBenchmark: the device is a parameter, a combination this machine or this
+    torch cannot run is skipped in ``setup``, and the timed call synchronises the device.
+    """
+
+    mode = "inference"
+    devices_here = tuple(DEVICES)  # devices this class measures on; others skip at once
+    param_names = ("strategy", "distribution", "device")
+    params = (STRATEGIES, DISTRIBUTIONS, DEVICES)
+    timeout = 600
+
+    def setup_cache(self):
+        return support_table()
+
+    setup_cache.timeout = 300
+
+    def setup(self, cache, strategy, distribution, device):
+        if device not in self.devices_here:
+            raise SkipNotImplemented(f"{type(self).__name__} measures on {', '.join(self.devices_here)} only")
+        if "error" in cache:
+            raise SkipNotImplemented(cache["error"])
+        reason = cache.get((strategy, device, self.mode))
+        if reason:
+            raise SkipNotImplemented(reason)
+        self.prep = prepared(strategy, distribution, device, self.mode)
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's RSS high-water mark, so that asv's peakmem reading (ru_maxrss,
+    which follows VmHWM) covers only what runs after this call."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+# --- setup_cache: every metric of every case, measured once per mode ------------------
+
+METRIC_FIELDS = (
+    "status", "message", "time_s", "time_spread", "tokens_per_s", "padded_tokens_per_s",
+    "efficiency", "useful_flops", "matmul_flops", "max_abs_err", "max_rel_err", "grad_rel_err",
+    "pad_invariant", "nan_free", "fastpath_taken", "padding_ratio", "num_tokens",
+    "batch_size", "max_len",
+)
+
+
+def _plain(value):
+    """Make a record value picklable without torch/numpy (numbers, str, bool, None)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if isinstance(value, (int,)) or (hasattr(value, "dtype") and "int" in str(value.dtype)):
+        return int(value)
+    return f
+
+
+def measure_one(case) -> dict:
+    """One record from padbench.runner.measure_case, without the fresh-process memory
+    measurement (asv's peakmem_ benchmarks measure memory) when the runner allows."""
+    import inspect
+
+    from padbench import runner
+
+    kwargs = {}
+    sig = inspect.signature(runner.measure_case).parameters
+    for name, value in (("peak_memory", False), ("memory", False), ("measure_memory", False)):
+        if name in sig:
+            kwargs[name] = value
+    return runner.measure_case(case, **kwargs)
+
+
+def metrics_cache(mode: str) -> dict:
+    """Measure every (strategy, distribution, device) of `mode` in this one process.
+
+    Returns ``{"cases": {(strategy, distribution, device): record}, "meta": {...}}`` where a
+    record holds only plain Python values.  Unsupported cases carry ``status ==
+    "unsupported"`` and the reason; a case that raised carries ``status == "error"``.
+    """
+    _set_threads()
+    from padbench.errors import UnsupportedError
+
+    cases: dict = {}
+    started = time.time()
+    for device in DEVICES:
+        try:
+            check_device(device)
+        except NotImplementedError as exc:
+            for s in STRATEGIES:
+                for d in DISTRIBUTIONS:
+                    cases[(s, d, device)] = {"status": "unsupported", "message": str(exc)}
+            continue
+        for d in DISTRIBUTIONS:
+            for s in STRATEGIES:
+                try:
+                    rec = measure_one(make_case(s, d, device, mode))
+                except UnsupportedError as exc:
+                    rec = {"status": "unsupported", "message": str(exc)}
+                except Exception as exc:  # recorded, turned into a failure by setup
+                    msg = f"{type(exc).__name__}: {exc}"
+                    status = "unsupported" if "unknown strategy" in str(exc) else "error"
+                    rec = {"status": status, "message": msg}
+                cases[(s, d, device)] = {k: _plain(rec.get(k)) for k in METRIC_FIELDS if k in rec}
+            base = cases.get((BASELINE, d, device), {})
+            for s in STRATEGIES:
+                rec = cases[(s, d, device)]
+                ok = rec.get("status") == "ok" and base.get("status") == "ok"
+                rec["speedup"] = (base["time_s"] / rec["time_s"]) if ok and rec.get("time_s") else None
+    return {"cases": cases, "meta": {"mode": mode, "seconds": time.time() - started,
+                                     "batch_size": BATCH_SIZE, "max_len": MAX_LEN}}
+
+
+class MetricsBenchmark:
+    """Base of the ``track_*`` classes: values come from the mode's shared setup_cache."""
+
+    mode = "inference"
+    param_names = ("strategy", "distribution", "device")
+    params = (STRATEGIES, DISTRIBUTIONS, DEVICES)
+    timeout = 1800  # setup_cache measures every case of the mode in one process
+
+    def setup(self, cache, strategy, distribution, device):
+        rec = cache["cases"].get((strategy, distribution, device))
+        if rec is None:
+            raise SkipNotImplemented("case not measured by setup_cache")
+        if rec.get("status") == "unsupported":
+            raise SkipNotImplemented(rec.get("message") or "unsupported")
+        if rec.get("status") != "ok":
+            raise RuntimeError(f"{strategy}/{distribution}/{device}: {rec.get('status')}: "
+                               f"{rec.get('message')}")
+        self.rec = rec
+
+    def value(self, name: str) -> float:
+        v = self.rec.get(name)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            raise SkipNotImplemented(f"{name} not recorded for this case")
+        return float(v)

@@ -561,6 +561,7 @@ def check_padding(
     rtol: float | None = None,
     atol: float = 0.0,
     device: torch.device | str | None = None,
+    num_threads: int | None = 1,
 ) -> CheckReport:
     """Check that padding does not leak into `model` (see the module docstring).
 
@@ -577,8 +578,12 @@ def check_padding(
     rtol, atol: pass when ``max|a-b| <= atol + rtol * scale`` (default rtol by dtype:
         float64 1e-9, float32 1e-4, float16 5e-3, bfloat16 2e-2).
 
+    num_threads: torch intra-op threads while checking (restored afterwards; None leaves
+        them alone).  The check computes a few dozen tokens: threading only adds overhead,
+        and on a busy 2-core machine it made the check ~10x slower.
+
     The model (and its mode flags, parameters, buffers, grads) is left as it was;
-    the global torch RNG state too.  Raises PadbenchError on bad input (including a
+    the global torch RNG state and thread count too.  Raises PadbenchError on bad input (including a
     forward that fails on the base batch).
     """
     t0 = time.perf_counter()
@@ -634,6 +639,9 @@ def check_padding(
     state = _State(work)
     batches = _make_batches(list(lengths), extra_len, d_model, seed, run_dtype, run_device)
     runner = _Runner(work, state, per_token, seed, d_model)
+    threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
     try:
         with torch.random.fork_rng(devices=[run_device] if run_device.type == "cuda" else []):
             work.eval()
@@ -658,6 +666,7 @@ def check_padding(
                 _check_mode(runner, checker, batches, mode, report)
     finally:
         state.restore()
+        torch.set_num_threads(threads)
     report.elapsed_s = time.perf_counter() - t0
     return report
 

@@ -75,6 +75,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from typing import Any, Sequence
 
 import torch
@@ -334,13 +335,15 @@ class _Runner:
         self.d_model = d_model
         self.named_params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.weights: dict = {}
+        self.seq_shape: tuple | None = None
 
     def forward(self, batch: _Batch, *, grad: bool, seed: int | None = None) -> _Run:
         """One forward (+ backward of a loss over valid outputs); raises on failure."""
         self.state.reset()
         torch.manual_seed(self.seed if seed is None else seed)
         with (contextlib.nullcontext() if grad else torch.no_grad()):
-            out = self.model(batch.x, batch.mask)
+            # fresh copies: a model that writes into its inputs must not change the next run's
+            out = self.model(batch.x.clone(), batch.mask.clone())
         if not isinstance(out, torch.Tensor):
             raise PadbenchError(
                 f"the model's forward returned {type(out).__name__}, expected a tensor "
@@ -351,6 +354,17 @@ class _Runner:
             raise PadbenchError(
                 f"the model's output has shape {list(out.shape)}: its first dimension must be the batch "
                 f"size {batch.x.shape[0]}")
+        L = batch.x.shape[1]
+        if self.per_token and (out.ndim < 2 or out.shape[1] != L):
+            raise PadbenchError(
+                f"per-token outputs expected ([B, L, ...] with L = {L}), got shape {list(out.shape)}")
+        if self.per_token is False:
+            if self.seq_shape is None:
+                self.seq_shape = tuple(out.shape[1:])
+            elif tuple(out.shape[1:]) != self.seq_shape:
+                raise PadbenchError(
+                    f"per-sequence outputs expected (the same [B, ...] shape for every padded length), "
+                    f"got {list(out.shape)} for x {list(batch.x.shape)} after {[out.shape[0], *self.seq_shape]}")
         grads = None
         if grad and out.requires_grad and self.named_params and self.per_token is not None:
             loss = self.loss(out, batch)
@@ -620,7 +634,7 @@ def check_padding(
         if run_dtype != native_dtype or run_device != native_device:
             raise PadbenchError(
                 f"cannot deep-copy the model to convert it to {run_dtype} ({_describe(exc)}); "
-                f"use dtype=None to check it in place") from None
+                f"use dtype=None (--dtype native) to check it in place") from None
         work = model   # checked in place; _State restores everything afterwards
     if work is not model:
         work = work.to(device=run_device)
@@ -691,6 +705,8 @@ def _check_mode(runner: _Runner, checker: _Checker, batches: dict, mode: str, re
 
         base = fwd("base")
         checker.nonfinite("nonfinite", mode, path, base, batches["base"])
+        if grad and base.grads is None and runner.named_params:
+            report.notes.append(f"{mode} mode: the output does not require grad: gradients not checked")
         # reproducibility and stochasticity (dropout) of this mode
         again = fwd("base")
         if not _same(base.out, again.out):
@@ -806,24 +822,37 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--per-token", dest="per_token", action="store_true", default=None,
                      help="outputs are [B, L, ...] (default: detected)")
-    out.add_argument("--per-sequence", dest="per_token", action="store_false",
+    out.add_argument("--per-sequence", dest="per_token", action="store_false", default=None,
                      help="outputs are [B, ...] (default: detected)")
+    parser.add_argument("--lengths", type=_parse_lengths, default=None, metavar="N,N,...",
+                        help="the batch's sequence lengths (overrides --batch-size/--max-len)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=_run_cli)
     return parser
 
 
+def _parse_lengths(text: str) -> list:
+    try:
+        return [int(n) for n in text.replace(" ", "").split(",") if n]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def _run_cli(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.target)
-        report = check_padding(
-            model, args.d_model, batch_size=args.batch_size, max_len=args.max_len, seed=args.seed,
-            modes=MODES if args.mode == "both" else (args.mode,), per_token=args.per_token,
-            dtype=_DTYPES[args.dtype])
+        with warnings.catch_warnings():
+            # nn.TransformerEncoder's fast path warns on every call; noise in a report
+            warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")
+            report = check_padding(
+                model, args.d_model, lengths=args.lengths, batch_size=args.batch_size, max_len=args.max_len,
+                seed=args.seed, modes=MODES if args.mode == "both" else (args.mode,),
+                per_token=args.per_token, dtype=_DTYPES[args.dtype])
     except PadbenchError as exc:
         print(f"padbench check: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
               file=sys.stderr)
         return 2
+    report.model = f"{args.target} ({report.model})"
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -382,6 +382,34 @@ def test_bad_models():
         check_padding(Weird(), D)
     with pytest.raises(PadbenchError, match="expected an nn.Module"):
         check_padding(lambda x, m: x, D)
+    with pytest.raises(PadbenchError, match="per-token outputs expected"):
+        check_padding(M.masked_mean_pool(), D, per_token=True)
+    with pytest.raises(PadbenchError, match="per-sequence outputs expected"):
+        check_padding(M.transformer_encoder(), D, per_token=False)
+
+
+def test_models_that_write_into_their_inputs_or_skip_autograd():
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(D, D)
+
+        def forward(self, x, m):
+            x.masked_fill_(m.unsqueeze(-1), 0.0)      # scribbles on the caller's tensor
+            return self.lin(x)
+    assert check_padding(InPlace(), D).ok
+
+    class Frozen(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(D, D)
+
+        def forward(self, x, m):
+            with torch.no_grad():
+                return self.lin(x)
+    report = check_padding(Frozen(), D)
+    assert report.ok and not any(c.kind == "gradient" for c in report.comparisons)
+    assert any("gradients not checked" in n for n in report.notes)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -408,6 +436,9 @@ def test_cli_json(capsys):
     assert code == 1 and doc["ok"] is False and doc["per_token"] is True and doc["seed"] == 2
     assert len(doc["lengths"]) == 3 and max(doc["lengths"]) == 7
     assert {v["check"] for v in doc["violations"]} == {"empty_sequence"}
+    code, out, _ = run_cli(capsys, "padbench.examples.models:masked_max_pool", "--d-model", "16",
+                           "--lengths", "7,2,5", "--json")
+    assert code == 0 and json.loads(out)["lengths"] == [7, 2, 5]
 
 
 BAD_FILE = """

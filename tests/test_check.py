@@ -312,8 +312,13 @@ def test_model_state_mode_grads_and_rng_are_restored():
     flags = {n: m.training for n, m in model.named_modules()}
     rng = torch.get_rng_state()
     threads = torch.get_num_threads()
-    for dtype in (torch.float64, None):
-        check_padding(model, D, dtype=dtype)
+    torch.set_float32_matmul_precision("high")
+    try:
+        for dtype in (torch.float64, None):
+            check_padding(model, D, dtype=dtype)
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision("highest")
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)   # running stats untouched
     assert {n: m.training for n, m in model.named_modules()} == flags
@@ -360,7 +365,7 @@ def test_bad_arguments(kwargs, text):
 
 
 def test_bad_models():
-    with pytest.raises(PadbenchError, match=r"failed: RuntimeError"):
+    with pytest.raises(PadbenchError, match=r"failed in eval mode: RuntimeError"):
         check_padding(M.masked_mean_pool(), 8)                 # wrong d_model
 
     class Tuple(nn.Module):
@@ -472,7 +477,7 @@ def build():
     ("{bad}:boom", [], "calling"),
     ("{bad}:VALUE", [], "is not callable"),
     ("does/not/exist.py:build", [], "no such file"),
-    ("padbench.examples.models:masked_mean_pool", ["--d-model", "8"], "failed: RuntimeError"),
+    ("padbench.examples.models:masked_mean_pool", ["--d-model", "8"], "failed in eval mode: RuntimeError"),
     ("padbench.examples.models:masked_mean_pool", ["--d-model", "16", "--batch-size", "1"], "batch_size"),
 ])
 def test_cli_bad_input_one_line_exit_2(capsys, tmp_path, target, argv, text):
@@ -495,6 +500,12 @@ def test_cli_loads_a_file_and_a_module_from_cwd(capsys, tmp_path, monkeypatch):
     code, out, _ = run_cli(capsys, "pb_check_user_models:build", "--d-model", "16", "--per-token")
     assert code == 0, out
     assert isinstance(load_model("pb_check_user_models:build"), nn.Module)
+
+
+def test_cli_bad_device_exit_2(capsys):
+    code, _, err = run_cli(capsys, "padbench.examples.models:masked_mean_pool", "--d-model", "16",
+                           "--device", "nope")
+    assert code == 2 and err.startswith("padbench check: error: bad device 'nope'")
 
 
 def test_cli_usage_errors_exit_2(capsys):

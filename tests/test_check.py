@@ -530,3 +530,16 @@ def test_python_dash_m(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["ok"] is True
+
+
+def test_padbench_cli_check_subcommand(capsys):
+    cli = pytest.importorskip("padbench.cli")
+    try:
+        code = cli.main(["check", "padbench.examples.models:masked_max_pool", "--d-model", "16"])
+    except SystemExit:                        # `check` not wired into this cli.py
+        pytest.skip("padbench.cli has no check subcommand")
+    assert code == 0
+    assert cli.main(["check", "padbench.examples.models:ignores_mask", "--d-model", "16"]) == 1
+    assert cli.main(["check", "padbench.examples.models", "--d-model", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "expected MODULE:CALLABLE" in err

@@ -128,6 +128,15 @@ class _Metrics:
 
     track_max_rel_err.unit = "relative error"
 
+    def track_pad_checks(self, cache, strategy, distribution, device):
+        """1 when noise in the pads changes nothing and an empty sequence gives no NaN."""
+        inv, nan_free = self.rec.get("pad_invariant"), self.rec.get("nan_free")
+        if inv is None or nan_free is None:
+            raise SkipNotImplemented("pad checks not recorded")
+        return float(bool(inv) and bool(nan_free))
+
+    track_pad_checks.unit = "passed (1) / failed (0)"
+
 
 class InferenceMetrics(_Metrics, _InferenceCache):
     pass
@@ -176,3 +185,13 @@ class Lengths(_InferenceCache):
         return self.value("num_tokens")
 
     track_num_tokens.unit = "tokens"
+
+    def track_batch_size(self, cache, distribution):
+        return self.value("batch_size")
+
+    track_batch_size.unit = "sequences"
+
+    def track_max_len(self, cache, distribution):
+        return self.value("max_len")
+
+    track_max_len.unit = "tokens"

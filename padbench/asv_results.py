@@ -1,0 +1,230 @@
+"""Read asv's results (``results/<machine>/<commit>-<env>.json``) into padbench's DataFrame shape.
+
+`load(results_dir)` returns one row per (machine, commit, environment, strategy, distribution,
+device, mode) with the columns of a padbench run record (see `padbench.runner.RECORD_FIELDS`)
+that the asv suite in ``benchmarks/`` measures, plus ``speedup`` and ``env_*`` columns, so
+that `padbench.report` treats asv results and padbench run files (`padbench.results.load`)
+alike.  Columns a benchmark did not record are NaN / None.
+
+Only the standard library, numpy and pandas are used: asv itself need not be importable.
+The results format read is asv's version 2 (asv >= 0.5): ``result_columns`` names the
+fields of each benchmark's entry in ``results``; a parameterised benchmark stores a flat
+list of values over ``itertools.product(*params)``, params as ``repr`` strings; ``null``
+means failed, NaN (written as ``NaN`` or null) means skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+# asv benchmark -> (mode, record column, value transform)
+_MODES = {"Inference": "inference", "Training": "training"}
+
+_STEP_COLUMNS = {  # class suffix after the mode -> {method: column}
+    "": {"time_step": "time_s"},
+    "Memory": {"peakmem_step": "peak_mem_bytes"},
+    "CudaMemory": {"track_cuda_peak_bytes": "peak_mem_bytes"},
+    "Metrics": {
+        "track_tokens_per_s": "tokens_per_s",
+        "track_speedup_vs_padded": "speedup",
+        "track_efficiency": "efficiency",
+        "track_max_rel_err": "max_rel_err",
+        "track_grad_rel_err": "grad_rel_err",
+        "track_pad_checks": "pad_checks",
+    },
+}
+
+KEY = ["env_machine", "env_git_commit", "env_name", "strategy", "distribution", "device", "mode"]
+
+
+def _parse_param(s):
+    try:
+        return ast.literal_eval(s)
+    except (ValueError, SyntaxError):
+        return s
+
+
+def _is_value(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _entry_columns(doc: dict, entry) -> dict:
+    cols = doc.get("result_columns") or ["result", "params", "version", "started_at", "duration",
+                                         "stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75",
+                                         "stats_number", "stats_repeat", "samples", "profile"]
+    if isinstance(entry, dict):  # very old layout
+        return entry
+    return dict(zip(cols, entry))
+
+
+def iter_result_files(results_dir: str | os.PathLike):
+    """(machine name, path) of every asv result file under results_dir (machine folders only)."""
+    root = Path(results_dir)
+    for machine_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        if not (machine_dir / "machine.json").exists():
+            continue  # e.g. results/padbench/ (padbench's own *.pbjson run files)
+        for path in sorted(machine_dir.glob("*.json")):
+            if path.name != "machine.json":
+                yield machine_dir.name, path
+
+
+def _expand(doc: dict, name: str):
+    """Yield (params dict, value, stats dict) for one benchmark of one result file."""
+    entry = _entry_columns(doc, doc["results"][name])
+    values = entry.get("result")
+    params = entry.get("params") or []
+    if not isinstance(values, list):
+        values = [values]
+    names = None
+    combos = list(itertools.product(*params)) if params else [()]
+    q25 = entry.get("stats_q_25") or [None] * len(combos)
+    q75 = entry.get("stats_q_75") or [None] * len(combos)
+    for i, combo in enumerate(combos):
+        if i >= len(values):
+            break
+        yield [_parse_param(p) for p in combo], values[i], {"q25": q25[i] if i < len(q25) else None,
+                                                            "q75": q75[i] if i < len(q75) else None}
+    del names
+
+
+def _row_key(meta: dict, strategy, distribution, device, mode):
+    return (meta["env_machine"], meta["env_git_commit"], meta["env_name"], strategy, distribution, device, mode)
+
+
+def load_file(path: str | os.PathLike, machine: str | None = None, machine_info: dict | None = None) -> pd.DataFrame:
+    """Rows of one asv result file (see module docstring)."""
+    path = Path(path)
+    with open(path) as f:
+        doc = json.load(f)
+    machine = machine or doc.get("params", {}).get("machine") or path.parent.name
+    machine_info = machine_info or {}
+    p = doc.get("params", {})
+    reqs = doc.get("requirements", {}) or {}
+    meta = {
+        "env_machine": machine,
+        "env_git_commit": doc.get("commit_hash"),
+        "env_name": doc.get("env_name"),
+        "env_date": pd.to_datetime(doc["date"], unit="ms", utc=True) if doc.get("date") else pd.NaT,
+        "env_torch_version": reqs.get("torch") or p.get("torch") or None,
+        "env_python": doc.get("python") or p.get("python"),
+        "env_cpu_model": machine_info.get("cpu") or p.get("cpu"),
+        "env_num_cpu": machine_info.get("num_cpu") or p.get("num_cpu"),
+        "env_os": machine_info.get("os") or p.get("os"),
+        "env_source": "asv",
+        "env_file": str(path),
+    }
+    rows: dict[tuple, dict] = {}
+    lengths: dict[str, dict] = {}
+    fastpath: dict[tuple, float] = {}
+
+    def row(strategy, distribution, device, mode):
+        key = _row_key(meta, strategy, distribution, device, mode)
+        if key not in rows:
+            rows[key] = {**meta, "strategy": strategy, "distribution": distribution, "device": device,
+                         "mode": mode, "source": "asv"}
+        return rows[key]
+
+    for name in doc.get("results", {}):
+        parts = name.split(".")
+        if len(parts) < 3:
+            continue
+        cls, method = parts[-2], parts[-1]
+        if cls == "Lengths":
+            for (dist,), value, _ in _expand(doc, name):
+                if _is_value(value):
+                    col = {"track_padding_ratio": "padding_ratio", "track_num_tokens": "num_tokens",
+                           "track_batch_size": "batch_size", "track_max_len": "max_len"}.get(method)
+                    if col:
+                        lengths.setdefault(dist, {})[col] = value
+            continue
+        if cls == "NestedFastpath" and method == "track_fastpath_taken":
+            for (dist, device), value, _ in _expand(doc, name):
+                if _is_value(value):
+                    fastpath[(dist, device)] = value
+            continue
+        mode = next((m for prefix, m in _MODES.items() if cls.startswith(prefix)), None)
+        if mode is None:
+            continue
+        suffix = cls[len(next(p for p in _MODES if cls.startswith(p))):]
+        col = _STEP_COLUMNS.get(suffix, {}).get(method)
+        if col is None:
+            continue
+        for combo, value, stats in _expand(doc, name):
+            if len(combo) != 3:
+                continue
+            strategy, dist, device = combo
+            r = row(strategy, dist, device, mode)
+            if _is_value(value):
+                r[col] = float(value)
+                if col == "time_s" and _is_value(stats["q25"]) and _is_value(stats["q75"]) and value:
+                    r["time_spread"] = (stats["q75"] - stats["q25"]) / value
+            elif value is None:  # asv: null = the benchmark failed
+                r.setdefault("failed", []).append(method)
+
+    out = []
+    for key, r in rows.items():
+        dist = r["distribution"]
+        r.update(lengths.get(dist, {}))
+        if r["strategy"] == "nested_fastpath" and r["mode"] == "inference":
+            v = fastpath.get((dist, r["device"]))
+            if v is not None:
+                r["fastpath_taken"] = bool(v)
+        if _is_value(r.get("pad_checks")):
+            # the suite tracks both pad checks as one flag: pads invariant and no NaN
+            r["pad_invariant"] = r["nan_free"] = bool(r.pop("pad_checks"))
+        r.pop("pad_checks", None)
+        for col in ("batch_size", "max_len", "num_tokens"):
+            if _is_value(r.get(col)):
+                r[col] = int(r[col])
+        measured = [c for c in ("time_s", "tokens_per_s", "peak_mem_bytes", "max_rel_err") if _is_value(r.get(c))]
+        failed = r.pop("failed", [])
+        if failed:
+            r["status"], r["message"] = "error", "asv benchmark failed: " + ", ".join(sorted(set(failed)))
+        elif measured:
+            r["status"], r["message"] = "ok", ""
+        else:
+            r["status"], r["message"] = "unsupported", "skipped by the asv suite"
+        if _is_value(r.get("time_s")) and _is_value(r.get("num_tokens")) and not _is_value(r.get("tokens_per_s")):
+            r["tokens_per_s"] = r["num_tokens"] / r["time_s"]
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+def load(results_dir: str | os.PathLike = "results", *, latest_only: bool = False) -> pd.DataFrame:
+    """Every asv result under results_dir as one DataFrame (empty when there is none).
+
+    ``latest_only``: keep, per machine, only the rows of its most recent commit (by date).
+    """
+    frames = []
+    for machine, path in iter_result_files(results_dir):
+        info_path = Path(path).parent / "machine.json"
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, ValueError):
+            info = {}
+        try:
+            frames.append(load_file(path, machine, info))
+        except (ValueError, KeyError, OSError) as exc:  # a foreign or truncated file
+            import warnings
+
+            warnings.warn(f"skipping asv result {path}: {exc}", stacklevel=2)
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=KEY + ["status"])
+    df = pd.concat(frames, ignore_index=True)
+    if latest_only:
+        latest = df.groupby("env_machine")["env_date"].transform("max")
+        df = df[df["env_date"] == latest].reset_index(drop=True)
+    return df
+
+
+def is_asv_results_dir(path: str | os.PathLike) -> bool:
+    """True if path holds at least one asv machine folder (``<machine>/machine.json``)."""
+    return any(True for _ in iter_result_files(path))

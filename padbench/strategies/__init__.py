@@ -1,6 +1,10 @@
-"""Registered batching strategies: `names()`, `get(name, encoder)`."""
+"""Registered batching strategies: `names()`, `get(name, encoder)`.
 
-from . import bucketed, flex, jagged, loop, nested_fastpath, padded, varlen_attn  # noqa: F401  (register)
+Imported in the order tables list them: the baseline first, library anchors last.
+"""
+
+from . import padded, bucketed, nested_fastpath, jagged, loop  # noqa: F401,I001  (register, in order)
+from . import flex, varlen_attn  # noqa: F401,I001
 from .base import DEVICES, MODES, Strategy, get, names, register, strategy_class
 
 __all__ = ["DEVICES", "MODES", "Strategy", "get", "names", "register", "strategy_class"]

@@ -1,0 +1,62 @@
+"""Facts about the machine and the code a result was measured with."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import psutil
+import torch
+
+from . import __version__
+
+
+def git_commit() -> str | None:
+    """The padbench checkout's commit (None when installed without git)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return cpu_model()
+
+
+def environment(device: str = "cpu") -> dict:
+    return {
+        "padbench_version": __version__,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "device": device,
+        "device_name": device_name(device),
+        "cpu_model": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "cpu_count": psutil.cpu_count(logical=True),
+        "memory_bytes": psutil.virtual_memory().total,
+        "cuda_version": torch.version.cuda,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }

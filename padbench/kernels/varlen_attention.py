@@ -243,6 +243,9 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets:
     if which == "cpu":
         out = _CpuVarlenAttention.apply(q, k, v, cpu_attention.runs_from_offsets(offs), scale)
     else:
+        if q.shape[2] > _MAX_TRITON_HEAD_DIM:
+            raise UnsupportedError(f"backend='triton' supports head_dim <= {_MAX_TRITON_HEAD_DIM}, "
+                                   f"got {q.shape[2]}")
         if max_seqlen is None:  # check=False on CUDA without max_seqlen: one host read
             lengths = offsets[1:] - offsets[:-1]
             max_seqlen = int(lengths.max()) if lengths.numel() else 0

@@ -1,0 +1,443 @@
+"""padbench.kernels.varlen_attention: numerics against a float64 reference, gradients, errors.
+
+The Triton backend runs on CPU only under the Triton interpreter, and triton's `@jit` picks
+compiled-vs-interpreted when the kernels module is imported. So the interpreter checks run in a
+subprocess with TRITON_INTERPRET=1 in its environment (robust however the suite was started and
+whatever was imported before); `_interpreter_checks` below is the code that runs there, and each
+check is reported by its own test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from padbench.errors import PadbenchError, UnsupportedError
+from padbench.kernels import backend_available, reference_varlen_attention, varlen_attention
+from padbench.kernels.cpu_attention import runs_from_offsets
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+
+
+# --------------------------------------------------------------------------- helpers
+
+def make_inputs(lengths, nhead=2, head_dim=16, dtype=torch.float32, seed=0, offsets_dtype=torch.int64,
+                fused=False, device="cpu"):
+    """q, k, v [T, H, D] and offsets; `fused` gives non-contiguous views of one [T, 3, H, D] tensor."""
+    g = torch.Generator().manual_seed(seed)
+    T = sum(lengths)
+    offsets = torch.tensor([0] + list(torch.tensor(lengths, dtype=torch.int64).cumsum(0).tolist()),
+                           dtype=offsets_dtype, device=device)
+    if fused:
+        qkv = torch.randn(T, 3, nhead, head_dim, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+        q, k, v = qkv.unbind(1)  # strided views of one buffer, as a fused in-projection gives
+    else:
+        q, k, v = (torch.randn(T, nhead, head_dim, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+                   for _ in range(3))
+    return q, k, v, offsets
+
+
+def fwd_bwd(fn, q, k, v, offsets, grad_seed=1, fused=False):
+    """Run fn forward and backward with a fixed random upstream gradient; returns (out, dq, dk, dv).
+
+    fused=True feeds fn non-contiguous views of one [T, 3, H, D] leaf (like a fused projection).
+    """
+    if fused:
+        qkv = torch.stack([q, k, v], 1).detach().requires_grad_(True)
+        q, k, v = qkv.unbind(1)
+        assert not q.is_contiguous()
+    else:
+        q, k, v = (x.detach().clone().requires_grad_(True) for x in (q, k, v))
+    out = fn(q, k, v, offsets)
+    g = torch.randn(out.shape, generator=torch.Generator(device=out.device).manual_seed(grad_seed),
+                    dtype=torch.float64, device=out.device)
+    out.backward(g.to(out.dtype))
+    if fused:
+        return (out.detach(), *qkv.grad.unbind(1))
+    return out.detach(), q.grad, k.grad, v.grad
+
+
+def reference(q, k, v, offsets):
+    return reference_varlen_attention(q.double(), k.double(), v.double(), offsets)
+
+
+def assert_close(actual, expected, atol, rtol, what):
+    actual = actual.double()
+    err = (actual - expected).abs()
+    tol = atol + rtol * expected.abs()
+    assert torch.isfinite(actual).all(), f"{what}: non-finite values"
+    assert bool((err <= tol).all()), f"{what}: max abs err {err.max().item():.3g} (atol {atol}, rtol {rtol})"
+
+
+# --------------------------------------------------------------------------- reference sanity
+
+def test_reference_matches_sdpa_per_sequence():
+    q, k, v, offsets = make_inputs([5, 0, 9], dtype=torch.float64)
+    ref = reference_varlen_attention(q, k, v, offsets)
+    offs = offsets.tolist()
+    for i in range(len(offs) - 1):
+        s, e = offs[i], offs[i + 1]
+        if s == e:
+            continue
+        sd = torch.nn.functional.scaled_dot_product_attention(*(x[s:e].transpose(0, 1) for x in (q, k, v)))
+        torch.testing.assert_close(ref[s:e], sd.transpose(0, 1), atol=1e-12, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- CPU backend
+
+CPU_CASES = {
+    "mixed_with_empty": [7, 0, 13, 1, 30],
+    "equal_runs": [8, 8, 8, 0, 8, 5, 5, 17],
+    "constant": [12, 12, 12, 12],
+    "single": [21],
+    "empty_first_last": [0, 9, 4, 0],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CPU_CASES))
+@pytest.mark.parametrize("offsets_dtype", [torch.int32, torch.int64])
+def test_cpu_forward_backward_match_float64(case, offsets_dtype):
+    q, k, v, offsets = make_inputs(CPU_CASES[case], nhead=3, head_dim=16, offsets_dtype=offsets_dtype)
+    out, dq, dk, dv = fwd_bwd(lambda *a: varlen_attention(*a, backend="cpu"), q, k, v, offsets)
+    rout, rdq, rdk, rdv = fwd_bwd(reference, q.double(), k.double(), v.double(), offsets)
+    assert out.shape == q.shape and out.dtype == q.dtype
+    for name, a, b in (("out", out, rout), ("dq", dq, rdq), ("dk", dk, rdk), ("dv", dv, rdv)):
+        assert_close(a, b, atol=2e-5, rtol=2e-5, what=f"cpu {case} {name}")
+
+
+def test_cpu_strided_views_and_custom_scale():
+    """Views of a fused [T, 3, H, D] projection (what an encoder produces), non-default scale, hd=24."""
+    q, k, v, offsets = make_inputs([6, 11, 0, 3], nhead=2, head_dim=24, fused=True)
+    assert not q.is_contiguous()
+    fn = lambda *a: varlen_attention(*a, backend="cpu", scale=0.3)  # noqa: E731
+    ref = lambda q, k, v, o: reference_varlen_attention(q.double(), k.double(), v.double(), o, scale=0.3)  # noqa: E731
+    got, want = fwd_bwd(fn, q, k, v, offsets, fused=True), fwd_bwd(ref, q, k, v, offsets)
+    for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
+        assert_close(a, b, atol=2e-5, rtol=2e-5, what=f"strided {name}")
+
+
+def test_cpu_sequences_are_isolated():
+    """Changing one sequence's tokens must not change any other sequence's output."""
+    q, k, v, offsets = make_inputs([5, 7, 6])
+    out = varlen_attention(q, k, v, offsets, backend="cpu")
+    q2, k2, v2 = q.clone(), k.clone(), v.clone()
+    for x in (q2, k2, v2):
+        x[5:12] = torch.randn(7, 2, 16) * 10
+    out2 = varlen_attention(q2, k2, v2, offsets, backend="cpu")
+    assert torch.equal(out[:5], out2[:5]) and torch.equal(out[12:], out2[12:])
+    assert not torch.allclose(out[5:12], out2[5:12])
+
+
+def test_cpu_gradcheck_float64():
+    q, k, v, offsets = make_inputs([3, 0, 4, 1], nhead=2, head_dim=3, dtype=torch.float64)
+    inputs = tuple(x.requires_grad_(True) for x in (q, k, v))
+    assert torch.autograd.gradcheck(lambda q, k, v: varlen_attention(q, k, v, offsets, backend="cpu"),
+                                    inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("lengths", [[4, 0, 6], [0, 0, 0], [0]])
+def test_cpu_empty_sequences_give_zeros_no_nan(lengths):
+    q, k, v, offsets = make_inputs(lengths)
+    out, dq, dk, dv = fwd_bwd(lambda *a: varlen_attention(*a, backend="cpu"), q, k, v, offsets)
+    assert out.shape == q.shape
+    for name, t in (("out", out), ("dq", dq), ("dk", dk), ("dv", dv)):
+        assert torch.isfinite(t).all(), name
+        assert t.shape == q.shape, name
+
+
+def test_cpu_all_empty_returns_zero_rows_and_zero_grads():
+    q, k, v, offsets = make_inputs([0, 0])
+    q.requires_grad_(True)
+    out = varlen_attention(q, k, v, offsets, backend="cpu")
+    assert out.shape == (0, 2, 16)
+    out.sum().backward()
+    assert q.grad.shape == (0, 2, 16)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, 2e-3), (torch.bfloat16, 2e-2)])
+def test_cpu_half_precision(dtype, tol):
+    q, k, v, offsets = make_inputs([9, 0, 20, 3], dtype=dtype)
+    out, dq, dk, dv = fwd_bwd(lambda *a: varlen_attention(*a, backend="cpu"), q, k, v, offsets)
+    rout, rdq, rdk, rdv = fwd_bwd(reference, q, k, v, offsets)  # reference on the rounded inputs
+    assert out.dtype == dtype and dq.dtype == dtype
+    for name, a, b in (("out", out, rout), ("dq", dq, rdq), ("dk", dk, rdk), ("dv", dv, rdv)):
+        assert_close(a, b, atol=tol, rtol=tol, what=f"{dtype} {name}")
+
+
+def test_default_backend_on_cpu_is_cpu():
+    q, k, v, offsets = make_inputs([4, 5])
+    torch.testing.assert_close(varlen_attention(q, k, v, offsets), varlen_attention(q, k, v, offsets, backend="cpu"),
+                               atol=0, rtol=0)
+
+
+def test_check_false_and_max_seqlen_give_same_result():
+    q, k, v, offsets = make_inputs([4, 0, 5])
+    a = varlen_attention(q, k, v, offsets, backend="cpu")
+    b = varlen_attention(q, k, v, offsets, backend="cpu", check=False, max_seqlen=64)
+    assert torch.equal(a, b)
+
+
+def test_runs_group_equal_consecutive_lengths():
+    offs = [0, 8, 16, 24, 24, 32, 37, 42, 59]  # 8 8 8 0 8 5 5 17
+    assert runs_from_offsets(offs) == [(0, 4, 8), (32, 2, 5), (42, 1, 17)]
+    assert runs_from_offsets([0, 0, 0]) == []
+
+
+# --------------------------------------------------------------------------- input errors
+
+def _bad(kind):
+    q, k, v, offsets = make_inputs([3, 4])
+    kw = {}
+    if kind == "shape":
+        k = k[:, :1]
+    elif kind == "ndim":
+        q, k, v = q.flatten(1), k.flatten(1), v.flatten(1)
+    elif kind == "int_dtype":
+        q, k, v = (x.to(torch.int32) for x in (q, k, v))
+    elif kind == "mixed_dtype":
+        v = v.double()
+    elif kind == "offsets_float":
+        offsets = offsets.float()
+    elif kind == "offsets_2d":
+        offsets = offsets[None]
+    elif kind == "offsets_start":
+        offsets = torch.tensor([1, 3, 7])
+    elif kind == "offsets_end":
+        offsets = torch.tensor([0, 3, 6])
+    elif kind == "offsets_decreasing":
+        offsets = torch.tensor([0, 5, 4, 7])
+    elif kind == "device":
+        offsets = offsets.to("meta")
+    elif kind == "nan_q":
+        q[2, 1, 3] = float("nan")
+    elif kind == "inf_k":
+        k[5, 0, 0] = float("inf")
+    elif kind == "nan_v":
+        v[0, 0, 0] = float("nan")
+    elif kind == "scale_nan":
+        kw["scale"] = float("nan")
+    elif kind == "max_seqlen_short":
+        kw["max_seqlen"] = 3
+    elif kind == "backend_name":
+        kw["backend"] = "cuda"
+    elif kind == "not_tensor":
+        q = q.tolist()
+    return q, k, v, offsets, kw
+
+
+@pytest.mark.parametrize("kind,pattern", [
+    ("shape", "same shape"),
+    ("ndim", r"\[T, H, head_dim\]"),
+    ("int_dtype", "dtype must be one of"),
+    ("mixed_dtype", "share one dtype"),
+    ("offsets_float", "offsets dtype"),
+    ("offsets_2d", "offsets must be 1-D"),
+    ("offsets_start", "start at 0"),
+    ("offsets_end", "end at the number of packed tokens"),
+    ("offsets_decreasing", "non-decreasing"),
+    ("device", "one device"),
+    ("nan_q", "q contains NaN or Inf .first at packed token 2"),
+    ("inf_k", "k contains NaN or Inf"),
+    ("nan_v", "v contains NaN or Inf"),
+    ("scale_nan", "scale must be finite"),
+    ("max_seqlen_short", "max_seqlen = 3 is shorter"),
+    ("backend_name", "backend must be"),
+    ("not_tensor", "q must be a torch.Tensor"),
+])
+def test_bad_input_raises_padbench_error(kind, pattern):
+    q, k, v, offsets, kw = _bad(kind)
+    with pytest.raises(PadbenchError, match=pattern):
+        varlen_attention(q, k, v, offsets, **kw)
+
+
+def test_cpu_backend_refuses_non_cpu_tensors():
+    q, k, v, offsets = (x.to("meta") for x in make_inputs([3, 4]))
+    with pytest.raises(UnsupportedError):
+        varlen_attention(q, k, v, offsets, backend="cpu", check=False)
+    ok, why = backend_available("cpu", "meta")
+    assert not ok and "CPU tensors" in why
+
+
+def test_backend_available_reports_cuda_absence():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    ok, why = backend_available(None, "cuda")
+    assert not ok and "CUDA" in why
+
+
+# --------------------------------------------------------------------------- Triton: no interpreter
+
+_NO_INTERP_SCRIPT = r"""
+import json, os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+import torch
+from padbench.errors import UnsupportedError
+from padbench.kernels import varlen_attention
+res = {}
+q = torch.randn(7, 2, 16); offs = torch.tensor([0, 3, 7])
+try:
+    varlen_attention(q, q, q, offs, backend="triton")
+    res["compiled_on_cpu"] = "no error"
+except UnsupportedError as e:
+    res["compiled_on_cpu"] = str(e)
+sys.modules["triton"] = None          # as if triton were not installed
+sys.modules.pop("padbench.kernels.triton_attention", None)
+import padbench.kernels
+padbench.kernels.__dict__.pop("triton_attention", None)
+try:
+    varlen_attention(q, q, q, offs, backend="triton")
+    res["not_installed"] = "no error"
+except UnsupportedError as e:
+    res["not_installed"] = str(e)
+print("RESULT" + json.dumps(res))
+"""
+
+
+def _run_child(code, env_extra, timeout=300):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(env_extra)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
+    assert line is not None, f"child failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(line[len("RESULT"):])
+
+
+def test_triton_on_cpu_without_interpreter_is_unsupported():
+    pytest.importorskip("triton")
+    res = _run_child(_NO_INTERP_SCRIPT, {})
+    assert "TRITON_INTERPRET=1" in res["compiled_on_cpu"]
+    assert "needs the triton package" in res["not_installed"]
+
+
+# --------------------------------------------------------------------------- Triton: interpreter
+
+def _interpreter_checks() -> dict:
+    """Runs in a child process with TRITON_INTERPRET=1. Returns {check: {"ok": bool, "detail": str}}."""
+    assert os.environ.get("TRITON_INTERPRET") == "1"
+    from padbench.kernels import triton_attention as ta
+    assert ta.INTERPRETED
+    results = {}
+
+    def record(name, fn):
+        try:
+            fn()
+            results[name] = {"ok": True, "detail": ""}
+        except Exception as exc:  # reported by the parent test
+            results[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+
+    tri = lambda *a, **kw: varlen_attention(*a, backend="triton", **kw)  # noqa: E731
+
+    def compare(lengths, head_dim, dtype=torch.float32, tol=2e-5, blocks=None, fused=False,
+                offsets_dtype=torch.int64, nhead=2):
+        ta._BLOCK_OVERRIDE = blocks
+        try:
+            q, k, v, offsets = make_inputs(lengths, nhead=nhead, head_dim=head_dim, dtype=dtype, fused=fused,
+                                           offsets_dtype=offsets_dtype)
+            got = fwd_bwd(tri, q, k, v, offsets, fused=fused)
+            want = fwd_bwd(reference, q, k, v, offsets)
+            for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
+                assert a.dtype == dtype, f"{name} dtype {a.dtype}"
+                assert_close(a, b, atol=tol, rtol=tol, what=name)
+        finally:
+            ta._BLOCK_OVERRIDE = None
+
+    # T = 60, B = 5 with an empty sequence; 16x16 tiles so sequences span several tiles with ragged tails
+    lengths = [17, 0, 25, 1, 17]
+    record("fp32_blocks16_hd16", lambda: compare(lengths, 16, blocks=(16, 16)))
+    record("fp32_blocks16x32_hd24_strided_int32",
+           lambda: compare(lengths, 24, blocks=(16, 32), fused=True, offsets_dtype=torch.int32))
+    record("fp32_default_blocks_hd16", lambda: compare([33, 0, 5, 22], 16, nhead=1))
+    record("fp64_hd16", lambda: compare(lengths, 16, dtype=torch.float64, tol=1e-12, blocks=(16, 16)))
+    record("fp16_hd16", lambda: compare(lengths, 16, dtype=torch.float16, tol=2e-3, blocks=(16, 16)))
+    record("bf16_hd16", lambda: compare(lengths, 16, dtype=torch.bfloat16, tol=3e-2, blocks=(16, 16)))
+
+    def gradcheck():
+        ta._BLOCK_OVERRIDE = (16, 16)
+        try:
+            q, k, v, offsets = make_inputs([3, 0, 18], nhead=1, head_dim=4, dtype=torch.float64)
+            inputs = tuple(x.requires_grad_(True) for x in (q, k, v))
+            assert torch.autograd.gradcheck(lambda q, k, v: tri(q, k, v, offsets), inputs,
+                                            eps=1e-6, atol=1e-8, rtol=1e-6, fast_mode=True)
+        finally:
+            ta._BLOCK_OVERRIDE = None
+    record("gradcheck_fp64", gradcheck)
+
+    def empty():
+        for lens in ([5, 0, 0, 3], [0, 0], [0]):
+            q, k, v, offsets = make_inputs(lens)
+            for name, t in zip(("out", "dq", "dk", "dv"), fwd_bwd(tri, q, k, v, offsets)):
+                assert t.shape == q.shape, f"{lens} {name} shape {tuple(t.shape)}"
+                assert torch.isfinite(t).all(), f"{lens} {name} has NaN/Inf"
+    record("empty_sequences_no_nan", empty)
+
+    def matches_cpu_backend():
+        q, k, v, offsets = make_inputs([10, 0, 31, 2], nhead=2, head_dim=32)
+        a = fwd_bwd(tri, q, k, v, offsets)
+        b = fwd_bwd(lambda *x: varlen_attention(*x, backend="cpu"), q, k, v, offsets)
+        for name, x, y in zip(("out", "dq", "dk", "dv"), a, b):
+            assert_close(x, y.double(), atol=3e-5, rtol=3e-5, what=name)
+    record("matches_cpu_backend_hd32", matches_cpu_backend)
+
+    def max_seqlen_no_check():
+        q, k, v, offsets = make_inputs([7, 12])
+        a = tri(q, k, v, offsets)
+        b = tri(q, k, v, offsets, max_seqlen=40, check=False)
+        assert torch.equal(a, b)
+    record("max_seqlen_check_false", max_seqlen_no_check)
+    return results
+
+
+INTERP_CHECKS = ["fp32_blocks16_hd16", "fp32_blocks16x32_hd24_strided_int32", "fp32_default_blocks_hd16",
+                 "fp64_hd16", "fp16_hd16", "bf16_hd16", "gradcheck_fp64", "empty_sequences_no_nan",
+                 "matches_cpu_backend_hd32", "max_seqlen_check_false"]
+
+
+@pytest.fixture(scope="module")
+def interpreter_results():
+    pytest.importorskip("triton")
+    code = ("import json, runpy\n"
+            f"ns = runpy.run_path({str(HERE)!r})\n"
+            "print('RESULT' + json.dumps(ns['_interpreter_checks']()))\n")
+    return _run_child(code, {"TRITON_INTERPRET": "1"})
+
+
+@pytest.mark.parametrize("check", INTERP_CHECKS)
+def test_triton_interpreter(interpreter_results, check):
+    assert check in interpreter_results, f"check {check} did not run"
+    r = interpreter_results[check]
+    assert r["ok"], r["detail"]
+
+
+# --------------------------------------------------------------------------- Triton: real GPU
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, 3e-3), (torch.bfloat16, 3e-2), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("head_dim", [16, 64, 80, 128])
+def test_triton_cuda_matches_float64(dtype, tol, head_dim):
+    lengths = [1, 0, 77, 128, 300, 5, 0, 64]
+    q, k, v, offsets = make_inputs(lengths, nhead=4, head_dim=head_dim, dtype=dtype, device="cuda")
+    got = fwd_bwd(lambda *a: varlen_attention(*a, backend="triton"), q, k, v, offsets)
+    want = fwd_bwd(reference, q, k, v, offsets)
+    for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
+        assert a.is_cuda and a.dtype == dtype
+        # gradients scale with sqrt(L); compare relative to each tensor's magnitude
+        scale = max(1.0, b.abs().max().item())
+        assert_close(a, b, atol=tol * scale, rtol=tol, what=f"cuda {dtype} hd{head_dim} {name}")
+
+
+def test_scale_default_is_inverse_sqrt_head_dim():
+    q, k, v, offsets = make_inputs([6], head_dim=16)
+    a = varlen_attention(q, k, v, offsets, backend="cpu")
+    b = varlen_attention(q, k, v, offsets, backend="cpu", scale=1 / math.sqrt(16))
+    assert torch.equal(a, b)

@@ -441,3 +441,69 @@ def test_scale_default_is_inverse_sqrt_head_dim():
     a = varlen_attention(q, k, v, offsets, backend="cpu")
     b = varlen_attention(q, k, v, offsets, backend="cpu", scale=1 / math.sqrt(16))
     assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------- kernel benchmark
+
+def test_kernel_bench_records_and_errors():
+    from padbench.kernel_bench import attention_flops, run_kernel_bench
+
+    recs = run_kernel_bench(device="cpu", batch_size=4, max_len=24, nhead=2, head_dim=16,
+                            distributions=["uniform", "constant"], mode="both",
+                            methods=["padbench", "sdpa_padded", "sdpa_loop", "sdpa_njt", "varlen_attn"],
+                            min_run_time=0.01)
+    assert len(recs) == 2 * 5 * 2
+    by = {(r["distribution"], r["method"], r["mode"]): r for r in recs}
+    for dist in ("uniform", "constant"):
+        for method in ("padbench", "sdpa_padded", "sdpa_loop", "sdpa_njt"):
+            for mode in ("forward", "backward"):
+                r = by[(dist, method, mode)]
+                assert r["status"] == "ok", (dist, method, mode, r["message"])
+                assert r["time_s"] > 0 and r["flops_per_s"] > 0
+                assert r["max_abs_err"] < 1e-5, (dist, method, r["max_abs_err"])
+        r = by[(dist, "varlen_attn", "forward")]
+        assert r["status"] == "unsupported" and "CUDA" in r["message"]
+    r = by[("uniform", "padbench", "backward")]
+    lengths_sq = r["flops"] / (4 * 2 * 16 * 2.5)
+    assert r["flops"] == pytest.approx(2.5 * by[("uniform", "padbench", "forward")]["flops"])
+    assert lengths_sq == int(lengths_sq)
+    assert attention_flops([3, 4], 2, 16) == 4 * (9 + 16) * 2 * 16
+
+
+def test_kernel_cli_writes_json(tmp_path, capsys):
+    import argparse
+
+    from padbench.kernel_bench import add_parser
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="cmd"))
+    out = tmp_path / "k.json"
+    args = parser.parse_args(["kernel", "--dists", "uniform", "--batch-size", "3", "--max-len", "16",
+                              "--nhead", "2", "--head-dim", "16", "--mode", "forward",
+                              "--methods", "padbench,sdpa_padded", "--min-time", "0.01", "--out", str(out)])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "speedup_vs_padded" in text and "padbench" in text
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "padbench.kernel" and len(doc["records"]) == 2
+    bad = parser.parse_args(["kernel", "--out", str(tmp_path / "x.pbjson")])
+    with pytest.raises(PadbenchError, match="pbjson"):
+        bad.func(bad)
+
+
+def test_kernel_bench_rejects_unknown_method():
+    from padbench.kernel_bench import run_kernel_bench
+
+    with pytest.raises(PadbenchError, match="unknown method"):
+        run_kernel_bench(methods=["nope"], distributions=["uniform"], batch_size=2, max_len=8)
+
+
+@pytest.mark.slow
+def test_kernel_bench_flex_forward_only_on_cpu():
+    from padbench.kernel_bench import run_kernel_bench
+
+    recs = run_kernel_bench(device="cpu", batch_size=3, max_len=40, nhead=2, head_dim=16,
+                            distributions=["uniform"], mode="both", methods=["flex"], min_run_time=0.01)
+    fwd, bwd = recs
+    assert fwd["status"] == "ok" and fwd["max_abs_err"] < 1e-5, fwd["message"]
+    assert bwd["status"] == "unsupported" and "backward" in bwd["message"]

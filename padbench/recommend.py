@@ -273,23 +273,34 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
             elif t:
                 screen[s].update(time_s=min(t), timed=len(t))
         timed = {s: t for s, t in t0.items() if isinstance(t, list) and t}
-        best = min((float(np.median(t)) for t in timed.values()), default=None)
-        if screen_first:
-            contenders = sorted((s for s in timed if s != BASELINE and np.median(timed[s]) <= SCREEN_KEEP * best),
-                                key=lambda s: np.median(timed[s]))[:MAX_FINALISTS]
-        else:
-            contenders = [s for s in timed if s != BASELINE]
-        finalists = [s for s in order if s in timed and (s == BASELINE or s in contenders)]
+        med0 = {s: float(np.median(t)) for s, t in timed.items()}
+        del prepared
+        # 2. records (measure_case: status, equivalence, FLOPs; brief timing) of `padded` and of the
+        # fastest screened strategies, in order of speed; the screen compares against the fastest
+        # strategy *known to be equivalent*, so a fast wrong one cannot screen out the right ones.
+        def check(s):
+            records[s] = measure_case(case(s, 0), memory=False, check_equivalence=True, **RECORD_TIMING)
+            tick(f"equivalence {s}")
+            return records[s]["status"] == "ok" and _equivalent_record(records[s])
+
+        finalists = []
+        if BASELINE in timed:
+            finalists.append(BASELINE)
+            check(BASELINE)
+        ref = med0.get(BASELINE, math.inf)
+        n_eq = 0
+        for s in sorted((s for s in timed if s != BASELINE), key=med0.get):
+            if screen_first and (n_eq >= MAX_FINALISTS or med0[s] > SCREEN_KEEP * ref):
+                break
+            finalists.append(s)
+            if check(s):
+                n_eq += 1
+                ref = min(ref, med0[s])
+        finalists = [s for s in order if s in finalists]
         for s in finalists:
             times[s] = {0: timed[s]}
-        del prepared
-        bar.total = bar.n + len(finalists) * (1 + (draws - 1) * (1 + rounds) + memory) + (draws - 1)
+        bar.total = bar.n + len(finalists) * ((draws - 1) * (1 + rounds) + memory) + (draws - 1)
         bar.refresh()
-        # 2. the record of each finalist: status, equivalence, FLOPs (measure_case, brief timing)
-        for s in finalists:
-            rec = measure_case(case(s, 0), memory=False, check_equivalence=True, **RECORD_TIMING)
-            records[s] = rec
-            tick(f"equivalence {s}")
         alive = [s for s in finalists if records[s]["status"] == "ok" and _equivalent_record(records[s])]
         # 3. further draws: the equivalent finalists side by side again, on other batches
         for i in range(1, draws):

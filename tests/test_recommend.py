@@ -1,0 +1,241 @@
+"""`padbench recommend`: table, JSON, never recommending a non-equivalent strategy, from results, bad input."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from padbench import recommend
+from padbench.cli import main
+from padbench.model import EncoderSpec
+
+TINY = ["--d-model", "32", "--nhead", "4", "--ff", "64", "--layers", "1", "--batch-size", "8"]
+FAST = [*TINY, "--quick", "--no-progress", "--no-memory"]
+STRATS = ["--strategies", "padded,packed,loop"]
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def lens_file(tmp_path_factory):
+    """Lognormal-ish lengths, one integer per line (what a user would export)."""
+    rng = np.random.default_rng(3)
+    lens = np.clip(np.round(rng.lognormal(np.log(8), 0.7, 300)), 1, 40).astype(int)
+    path = tmp_path_factory.mktemp("lens") / "lens.txt"
+    path.write_text("# token counts\n" + "\n".join(map(str, lens)) + "\n")
+    return path
+
+
+def test_ranked_table_verdict_and_snippet(capsys, lens_file):
+    code, out, err = run_cli(capsys, "recommend", "--lengths", str(lens_file), *FAST, *STRATS)
+    assert code == 0, err
+    assert "real tokens/s" in out and "vs padded" in out and "equivalent" in out
+    for s in ("padded", "packed", "loop"):
+        assert s in out
+    verdict = [line for line in out.splitlines() if line.startswith("for your lengths (B=8, padding ratio ")]
+    assert len(verdict) == 1
+    assert "on cpu inference" in verdict[0]
+    if "keep `padded`" not in verdict[0]:
+        assert "how to use `" in out and "the tokens/s of padded, same results (max rel err" in verdict[0]
+
+
+def test_json_shape_named_distribution_with_memory(capsys):
+    code, out, err = run_cli(capsys, "recommend", "--dist", "uniform", "--max-len", "24", *TINY, "--quick",
+                             "--no-progress", "--strategies", "padded,packed", "--json")
+    assert code == 0, err
+    doc = json.loads(out)  # stdout is one JSON document, nothing else
+    assert doc["device"] == "cpu" and doc["mode"] == "inference"
+    assert {"count", "mean", "max", "padding_ratio"} <= set(doc["lengths"])
+    assert doc["lengths"]["max"] <= 24 and 0 <= doc["lengths"]["padding_ratio"] < 1
+    names = [e["strategy"] for e in doc["ranked"]]
+    assert {"padded", "packed"} <= set(names)
+    for e in doc["ranked"]:
+        assert set(recommend.ENTRY_KEYS) <= set(e)
+    base = next(e for e in doc["ranked"] if e["strategy"] == "padded")
+    assert base["status"] == "ok" and base["equivalent"] is True
+    assert math.isclose(base["speedup_vs_padded"], 1.0)
+    assert base["tokens_per_s"] > 0 and base["efficiency"] > 0
+    from padbench.measure import cpu_peak_supported
+
+    if cpu_peak_supported():
+        assert base["peak_mem_bytes"] > 0
+    assert doc["recommended"] in names
+    best = next(e for e in doc["ranked"] if e["strategy"] == doc["recommended"])
+    assert best["equivalent"] is True and best["status"] == "ok"
+    # the recommendation is the fastest equivalent measured strategy
+    measured = [e for e in doc["ranked"] if e["status"] == "ok" and e["equivalent"]]
+    assert best["tokens_per_s"] == max(e["tokens_per_s"] for e in measured)
+    assert f"`{doc['recommended']}`" in doc["verdict"]
+
+
+def test_non_equivalent_strategy_is_never_recommended(capsys, lens_file, monkeypatch):
+    """`packed` made the fastest by far but with a wrong result: `loop` (next fastest) wins."""
+    real = recommend.measure_case
+
+    def failing(case, **kw):
+        rec = real(case, **kw)
+        if case.strategy == "packed":
+            rec["max_rel_err"] = 0.5
+        return rec
+
+    fake_time = {"packed": 0.001, "loop": 0.01, "padded": 0.02}
+    monkeypatch.setattr(recommend, "measure_case", failing)
+    monkeypatch.setattr(recommend, "_block", lambda prepared, block_s: fake_time[prepared.case.strategy])
+    code, out, err = run_cli(capsys, "recommend", "--lengths", str(lens_file), *FAST, *STRATS, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    ranked = {e["strategy"]: e for e in doc["ranked"]}
+    assert doc["ranked"][0]["strategy"] == "packed"  # fastest, ranked first ...
+    assert ranked["packed"]["equivalent"] is False and ranked["packed"]["status"] == "not equivalent"
+    assert doc["recommended"] == "loop"  # ... but never recommended
+    assert math.isclose(ranked["loop"]["speedup_vs_padded"], 2.0)
+    assert "not recommended: `packed`" in doc["verdict"]
+
+
+def _e(strategy, tps, equivalent=True, status="ok", speedup=None):
+    return recommend._entry(strategy, tokens_per_s=tps, equivalent=equivalent, status=status,
+                            speedup_vs_padded=speedup, max_rel_err=1e-7)
+
+
+def test_ranking_and_verdict_rules():
+    entries = [_e("padded", 100.0, speedup=1.0), _e("packed", 400.0, False, "not equivalent", 4.0),
+               _e("loop", 150.0, speedup=1.5), _e("flex", 148.0, speedup=1.48), _e("jagged", None, None, "unsupported")]
+    ranked = recommend.rank(entries)
+    assert [e["strategy"] for e in ranked] == ["packed", "loop", "flex", "padded", "jagged"]
+    assert recommend.recommended(entries)["strategy"] == "loop"
+    text = recommend.verdict(entries, device="cpu", mode="inference", batch_size=32, pad=0.62)
+    assert text.startswith("for your lengths (B=32, padding ratio 0.62) on cpu inference, use `loop`: 1.50x")
+    assert "`flex` is within 5%" in text and "not recommended: `packed`" in text
+    # nothing equivalent: no recommendation
+    bad = [_e("padded", 100.0, False, "not equivalent", 1.0), _e("packed", 300.0, False, "not equivalent", 3.0)]
+    assert recommend.recommended(bad) is None
+    assert "nothing to recommend" in recommend.verdict(bad, device="cpu", mode="inference", batch_size=8, pad=0.5)
+    # padded fastest: keep it
+    keep = [_e("padded", 100.0, speedup=1.0), _e("loop", 80.0, speedup=0.8)]
+    assert "keep `padded`" in recommend.verdict(keep, device="cpu", mode="training", batch_size=8, pad=0.1)
+
+
+@pytest.mark.parametrize("strategy", ["padded", "bucketed", "nested_fastpath", "jagged", "loop", "packed"])
+def test_snippets_compute_the_encoder(strategy):
+    """Each adoption snippet, run as written on `encoder`, `x`, `mask`, gives the encoder's function."""
+    spec = EncoderSpec(32, 4, 64, 1)
+    encoder = spec.build(seed=0).eval()
+    lengths = [5, 1, 9, 3]
+    x = torch.randn(4, 9, 32, generator=torch.Generator().manual_seed(1))
+    mask = torch.arange(9)[None, :] >= torch.tensor(lengths)[:, None]
+    with torch.no_grad():
+        ref = torch.cat([encoder(x[i : i + 1, :n])[0] for i, n in enumerate(lengths)])
+        scope = {"encoder": encoder, "x": x, "mask": mask}
+        exec(recommend.snippet(strategy), scope)  # noqa: S102 - our own snippet
+    out = scope["out"]
+    if out.dim() == 3:
+        out = out[~mask]
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def run_file(tmp_path_factory):
+    """A small padbench run: tiny model, padded/packed on constant (no padding) and lognormal."""
+    path = tmp_path_factory.mktemp("runs") / "tiny.pbjson"
+    code = main(["run", *TINY, "--max-len", "32", "--strategies", "padded,packed", "--dists", "constant,lognormal",
+                 "--mode", "inference", "--quick", "--no-memory", "--no-progress", "--out", str(path)])
+    assert code == 0
+    return path
+
+
+def test_from_results_picks_nearest_case(capsys, lens_file, run_file):
+    code, out, err = run_cli(capsys, "recommend", "--lengths", str(lens_file), *TINY, "--from-results", str(run_file),
+                             "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["measured"] is False
+    near = doc["nearest"]
+    assert near["distribution"] == "lognormal"  # long-tailed lengths are nearer lognormal than constant
+    assert near["batch_size"] == 8 and near["max_len"] == 32
+    assert {e["strategy"] for e in doc["ranked"]} == {"padded", "packed"}
+    assert doc["recommended"] in ("padded", "packed")
+    assert "from measured results" in doc["verdict"]
+    # the text output says how far the nearest case is from the user's lengths
+    code, out, _ = run_cli(capsys, "recommend", "--lengths", str(lens_file), *TINY, "--from-results", str(run_file))
+    assert code == 0
+    assert "nearest measured case: lognormal" in out and "vs yours" in out and "max_len 32 vs" in out
+
+
+def test_from_results_constant_lengths_pick_constant(capsys, tmp_path, run_file):
+    lens = tmp_path / "same.npy"
+    np.save(lens, np.full(50, 30))
+    code, out, err = run_cli(capsys, "recommend", "--lengths", str(lens), *TINY, "--from-results", str(run_file),
+                             "--json")
+    assert code == 0, err
+    assert json.loads(out)["nearest"]["distribution"] == "constant"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--d-model", "64"], "no results in"),
+        (["--mode", "training"], "no results in"),
+    ],
+)
+def test_from_results_without_a_matching_case(capsys, lens_file, run_file, extra, message):
+    argv = ["recommend", "--lengths", str(lens_file), *TINY, "--from-results", str(run_file), *extra]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_asv_rows_count_as_the_default_model():
+    df = pd.DataFrame({"strategy": ["padded", "padded"], "d_model": [float("nan"), 32.0], "nhead": [None, 4],
+                       "dim_feedforward": [None, 64], "num_layers": [None, 1], "dtype": [None, "float32"]})
+    assert list(recommend._model_match(df, EncoderSpec()).index) == [0]
+    assert list(recommend._model_match(df, EncoderSpec(32, 4, 64, 1)).index) == [1]
+
+
+def test_distance_prefers_similar_padding():
+    user = {"padding_ratio": 0.6, "mean": 60.0, "cv": 0.8, "batch_size": 32}
+    near = {"padding_ratio": 0.58, "mean": 64.0, "cv": 0.75, "batch_size": 32}
+    far = {"padding_ratio": 0.0, "mean": 256.0, "cv": 0.0, "batch_size": 32}
+    assert recommend.distance(user, near) < 1 < recommend.distance(user, far)
+
+
+def _bad_file(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+@pytest.mark.parametrize(
+    "make_argv, message",
+    [
+        (lambda t: ["--lengths", "/nonexistent/lens.txt"], "lengths file not found"),
+        (lambda t: ["--lengths", _bad_file(t, "bad.txt", "12\nseven\n")], "not an integer"),
+        (lambda t: ["--lengths", _bad_file(t, "neg.txt", "12\n-3\n")], "negative sequence length"),
+        (lambda t: ["--lengths", _bad_file(t, "long.txt", "12\n40\n"), "--max-len", "16"], "over max_len 16"),
+        (lambda t: ["--lengths", _bad_file(t, "ok.txt", "12\n"), "--strategies", "padded,bogus"],
+         "unknown strategy 'bogus'"),
+        (lambda t: ["--lengths", _bad_file(t, "ok.txt", "12\n"), "--mode", "serving"], "unknown mode"),
+        (lambda t: ["--lengths", _bad_file(t, "ok.txt", "12\n"), "--device", "tpu"], "unknown device"),
+        (lambda t: [], "no lengths"),
+        (lambda t: ["--lengths", _bad_file(t, "ok.txt", "12\n"), "--dist", "uniform"], "not both"),
+        (lambda t: ["--dist", "gauss"], "unknown distribution 'gauss'"),
+        (lambda t: ["--dist", "uniform", "--from-results", str(t / "nothing")], "no such results file or folder"),
+    ],
+)
+def test_bad_input_is_one_clear_line(capsys, tmp_path, make_argv, message):
+    code, out, err = run_cli(capsys, "recommend", *make_argv(tmp_path), *FAST)
+    assert code == 2, err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert out == ""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu(capsys, lens_file):
+    code, _, err = run_cli(capsys, "recommend", "--lengths", str(lens_file), "--device", "cuda", *FAST)
+    assert code == 2 and "no CUDA GPU" in err

@@ -228,3 +228,99 @@ def load(results_dir: str | os.PathLike = "results", *, latest_only: bool = Fals
 def is_asv_results_dir(path: str | os.PathLike) -> bool:
     """True if path holds at least one asv machine folder (``<machine>/machine.json``)."""
     return any(True for _ in iter_result_files(path))
+
+
+# --------------------------------------------------------------------------- asv machine
+def _slug(text: str) -> str:
+    out = "".join(c.lower() if c.isalnum() else "-" for c in text)
+    while "--" in out:
+        out = out.replace("--", "-")
+    return out.strip("-")
+
+
+def cpu_short_name(model: str) -> str:
+    """'Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz' -> 'xeon-platinum-8480'."""
+    import re
+
+    s = re.sub(r"\((R|TM|tm|r)\)", " ", model)
+    s = re.sub(r"@.*$", " ", s)
+    s = re.sub(r"\b\d+-Core\b|\bCPU\b|\bProcessor\b|\bIntel\b|\bAMD\b|\bwith\b.*$", " ", s, flags=re.I)
+    return _slug(s)[:40] or "cpu"
+
+
+def gpu_name() -> str | None:
+    """Name of the first NVIDIA GPU (nvidia-smi, else torch), or None."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip().splitlines()[0].strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return None
+
+
+def default_machine_name() -> str:
+    """A meaningful asv machine name: ``gpu-<gpu>`` on a GPU machine, else
+    ``cpu-<N>core-<cpu model>`` (e.g. ``cpu-2core-xeon``)."""
+    gpu = gpu_name()
+    if gpu:
+        return "gpu-" + _slug(gpu.replace("NVIDIA", ""))
+    from .environment import cpu_model
+
+    return f"cpu-{os.cpu_count() or 1}core-{cpu_short_name(cpu_model())}"
+
+
+def register_machine(name: str | None = None) -> str:
+    """Write this machine into ~/.asv-machine.json under `name` with asv's own facts (os,
+    arch, cpu, num_cpu, ram) -- what ``asv machine --yes`` records for the host name -- so
+    that ``asv run --machine NAME`` needs no questions. Returns the name."""
+    from asv import machine as asv_machine
+
+    name = name or default_machine_name()
+    info = asv_machine.Machine.get_defaults()
+    gpu = gpu_name()
+    if gpu:
+        info["cpu"] = f"{info['cpu']} + {gpu}"
+    info["machine"] = name
+    asv_machine.MachineCollection.save(name, info)
+    return name
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m padbench.asv_results",
+                                     description="asv helpers: name and register this machine; summarise results.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("machine", help="register this machine for asv and print its name")
+    m.add_argument("--name", help="override the name (default: gpu-<gpu> or cpu-<N>core-<cpu>)")
+    s = sub.add_parser("show", help="print the asv results as padbench rows")
+    s.add_argument("results_dir", nargs="?", default="results")
+    args = parser.parse_args(argv)
+    if args.cmd == "machine":
+        print(register_machine(args.name))
+        return 0
+    df = load(args.results_dir)
+    cols = [c for c in ("env_machine", "env_git_commit", "mode", "distribution", "strategy", "device", "status",
+                        "time_s", "tokens_per_s", "speedup", "peak_mem_bytes", "max_rel_err") if c in df]
+    with pd.option_context("display.width", 200, "display.max_rows", None, "display.max_columns", None):
+        print(df[df["status"] == "ok"][cols].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

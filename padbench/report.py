@@ -489,6 +489,78 @@ can win a verdict; hollow markers in the plots are not equivalent.</p>
     return index
 
 
+# --------------------------------------------------------------------------- asv dashboard
+def _git_subjects(repo: Path | None = None) -> dict[str, str]:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "log", "--all", "--format=%H%x00%s"], cwd=repo, capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if out.returncode != 0:
+        return {}
+    return dict(line.split("\0", 1) for line in out.stdout.splitlines() if "\0" in line)
+
+
+def install_dashboard(html_dir: str | os.PathLike = "html", repo: str | os.PathLike | None = None) -> Path:
+    """Make an ``asv publish`` output work offline; returns its index.html.
+
+    asv 0.6's page loads jQuery/flot/bootstrap from CDNs. This copies the self-contained
+    asv-tachyon UI over it (``asv-tachyon install``: index.html + assets/, asv's index.json
+    and graphs/ kept, the old page kept as index.legacy.html), then writes the optional data
+    files the UI asks for, so that no request fails: ``commits.json`` (commit subjects),
+    ``profiles.json`` and ``regressions-ignore.json``.
+    """
+    import contextlib
+    import io
+    import json
+
+    from .errors import PadbenchError
+
+    html_dir = Path(html_dir)
+    index_json = html_dir / "index.json"
+    if not index_json.exists():
+        raise PadbenchError(f"no {index_json}: run `asv publish` first (or pass its --html-dir)")
+    try:
+        from asv_tachyon import cli as tachyon
+    except ImportError:
+        raise PadbenchError("asv-tachyon is not installed (pip install asv-tachyon): "
+                            "asv's own dashboard needs CDNs and is blank offline") from None
+    with contextlib.redirect_stdout(io.StringIO()):
+        tachyon.cmd_install(html_dir, backup=True)
+
+    index = json.loads(index_json.read_text())
+    rev_to_hash = {str(k): v for k, v in (index.get("revision_to_hash") or {}).items()}
+    subjects = _git_subjects(Path(repo) if repo else None)
+    by_hash = {h: subjects.get(h, h[:8]) for h in rev_to_hash.values()}
+    commits = {"by_revision": {r: by_hash[h] for r, h in rev_to_hash.items()}, "by_hash": by_hash}
+    (html_dir / "commits.json").write_text(json.dumps(commits, indent=1))
+    if not (html_dir / "profiles.json").exists():
+        (html_dir / "profiles.json").write_text(json.dumps({"paths": {}}))
+    if not (html_dir / "regressions-ignore.json").exists():
+        (html_dir / "regressions-ignore.json").write_text("[]")
+    # The UI fetches a graph for every (benchmark, machine/env) pair; asv writes none where a
+    # benchmark has no data point there (e.g. every CUDA benchmark on a CPU machine: all
+    # skipped). An empty series says the same thing without a failed request. Likewise the
+    # graph view asks for per-revision timing samples (samples/<graph path>), which asv
+    # 0.6 does not publish: an empty object means "no samples".
+    try:
+        from asv.graph import Graph
+    except ImportError:
+        Graph = None
+    if Graph is not None:
+        for name in index.get("benchmarks", {}):
+            for params in index.get("graph_param_list", []):
+                rel = Path(Graph.get_file_path(params, name) + ".json")
+                for path, empty in ((html_dir / rel, "[]"),
+                                    (html_dir / "samples" / Path(*rel.parts[1:]), "{}")):
+                    if not path.exists():
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_text(empty)
+    return html_dir / "index.html"
+
+
 # --------------------------------------------------------------------------- CLI
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -499,6 +571,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "and asv's results/<machine>/)")
     p.add_argument("--out", default="html/report", help="output folder (default html/report)")
     p.add_argument("--all-runs", action="store_true", help="a section per run, not only the latest per machine")
+    p.add_argument("--dashboard", metavar="HTML_DIR",
+                   help="also make the asv dashboard that `asv publish` wrote to HTML_DIR work offline "
+                        "(asv-tachyon UI, no CDN)")
     p.set_defaults(func=cmd_report)
     return p
 
@@ -507,6 +582,16 @@ def cmd_report(args) -> int:
     index = build_report(args.paths, args.out, all_runs=args.all_runs)
     print(f"report written to {index}")
     print(f"open it: file://{index.resolve()}")
+    if args.dashboard:
+        dash = install_dashboard(args.dashboard)
+        root = dash.parent.resolve()
+        print(f"offline asv dashboard installed in {root}")
+        print(f"serve it: python -m http.server -d {root} 8000  ->  http://127.0.0.1:8000/")
+        try:
+            rel = index.resolve().relative_to(root)
+            print(f"  report at http://127.0.0.1:8000/{rel.parent.as_posix()}/")
+        except ValueError:
+            pass
     return 0
 
 

@@ -48,7 +48,8 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 # --------------------------------------------------------------------------- inputs
 
 def sample_lengths(dist: str, batch_size: int, max_len: int | None, seed: int) -> np.ndarray:
-    """Lengths from `padbench.lengths` (seeded, the same on every machine)."""
+    """Lengths from `padbench.lengths` (seeded, the same on every machine); max_len None: the
+    distribution's default (`padbench.lengths.DEFAULT_MAX_LEN`)."""
     from .lengths import sample_lengths as _sample
 
     return np.asarray(_sample(dist, batch_size, max_len, seed), dtype=np.int64)
@@ -311,7 +312,7 @@ def _modes(mode: str) -> tuple[str, ...]:
 
 
 def run_kernel_bench(device: str = "cpu", dtype: torch.dtype | str = torch.float32, batch_size: int = 32,
-                     max_len: int | None = 512, nhead: int = 4, head_dim: int = 64,
+                     max_len: int | None = None, nhead: int = 4, head_dim: int = 64,
                      distributions=DEFAULT_DISTS, mode: str = "both", seed: int = 0, methods=METHODS,
                      backend: str | None = None, min_run_time: float = 0.5, progress=None) -> list[dict]:
     """Time every method x distribution x mode; one record per combination (unsupported ones too).
@@ -410,7 +411,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
     p.add_argument("--dists", default=",".join(DEFAULT_DISTS), help="NAME,NAME or file:PATH")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-len", type=int, default=512)
+    p.add_argument("--max-len", type=int, default=None,
+                   help="longest sequence (default: the distribution's own, e.g. uniform 256, lognormal 512)")
     p.add_argument("--nhead", type=int, default=4)
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--mode", default="both", choices=["forward", "backward", "both"])

@@ -21,7 +21,7 @@ import torch
 
 from padbench.errors import PadbenchError, UnsupportedError
 from padbench.kernels import backend_available, reference_varlen_attention, varlen_attention
-from padbench.kernels.cpu_attention import runs_from_offsets
+from padbench.kernels.cpu_attention import plan_groups, runs_from_offsets
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -95,6 +95,7 @@ def test_reference_matches_sdpa_per_sequence():
 
 CPU_CASES = {
     "mixed_with_empty": [7, 0, 13, 1, 30],
+    "scattered_equal_lengths": [5, 9, 5, 0, 9, 5, 1, 9],
     "equal_runs": [8, 8, 8, 0, 8, 5, 5, 17],
     "constant": [12, 12, 12, 12],
     "single": [21],
@@ -189,6 +190,18 @@ def test_runs_group_equal_consecutive_lengths():
     offs = [0, 8, 16, 24, 24, 32, 37, 42, 59]  # 8 8 8 0 8 5 5 17
     assert runs_from_offsets(offs) == [(0, 4, 8), (32, 2, 5), (42, 1, 17)]
     assert runs_from_offsets([0, 0, 0]) == []
+
+
+def test_plan_groups_one_call_per_length():
+    offs = [0, 5, 14, 19, 19, 28, 33, 34]  # 5 9 5 0 9 5 1
+    groups = {g.length: g for g in plan_groups(offs)}
+    assert sorted(groups) == [1, 5, 9]
+    assert groups[1].index is None and (groups[1].start, groups[1].count) == (33, 1)
+    assert groups[5].count == 3 and groups[5].index.tolist() == [*range(0, 5), *range(14, 19), *range(28, 33)]
+    assert groups[9].count == 2 and groups[9].index.tolist() == [*range(5, 14), *range(19, 28)]
+    constant = plan_groups([0, 4, 8, 12])
+    assert len(constant) == 1 and constant[0].index is None and constant[0].count == 3
+    assert plan_groups([0, 0]) == []
 
 
 # --------------------------------------------------------------------------- input errors

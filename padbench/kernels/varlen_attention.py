@@ -11,8 +11,9 @@ Backends:
   CPU tensors under the Triton interpreter (`TRITON_INTERPRET=1` set before that module is
   first imported). fp16/bf16/fp32 (fp32 accumulation; fp32 dots in IEEE precision unless
   `torch.backends.cuda.matmul.allow_tf32` is on), fp64 accepted.
-- "cpu": PyTorch's fused CPU flash-attention kernel on per-sequence strided views
-  (`padbench.kernels.cpu_attention`), its own fused backward from the saved logsumexp.
+- "cpu": PyTorch's fused CPU flash-attention kernel, one call per distinct length on strided
+  views of the packed tensors (`padbench.kernels.cpu_attention`), its fused backward from the
+  saved logsumexp.
 - None: "triton" for CUDA tensors, "cpu" for CPU tensors.
 """
 
@@ -177,11 +178,11 @@ def _check_finite(out, q, k, v):
 
 class _CpuVarlenAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, runs, scale):
-        out, lses = cpu_attention.cpu_varlen_forward(q, k, v, runs, scale)
+    def forward(ctx, q, k, v, groups, scale):
+        out, lses = cpu_attention.cpu_varlen_forward(q, k, v, groups, scale)
         ctx.save_for_backward(q, k, v, out)
         ctx.lses = lses
-        ctx.runs = runs
+        ctx.groups = groups
         ctx.scale = scale
         return out
 
@@ -191,7 +192,7 @@ class _CpuVarlenAttention(torch.autograd.Function):
         q, k, v, out = ctx.saved_tensors
         if not grad_out.is_contiguous():
             grad_out = grad_out.contiguous()
-        dq, dk, dv = cpu_attention.cpu_varlen_backward(grad_out, q, k, v, out, ctx.lses, ctx.runs, ctx.scale)
+        dq, dk, dv = cpu_attention.cpu_varlen_backward(grad_out, q, k, v, out, ctx.lses, ctx.groups, ctx.scale)
         return dq, dk, dv, None, None
 
 
@@ -240,7 +241,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets:
     scale, offs, max_seqlen = _check_inputs(q, k, v, offsets, scale, max_seqlen, check)
     which = _resolve_backend(backend, q.device)
     if which == "cpu":
-        out = _CpuVarlenAttention.apply(q, k, v, cpu_attention.runs_from_offsets(offs), scale)
+        out = _CpuVarlenAttention.apply(q, k, v, cpu_attention.plan_groups(offs, q.device), scale)
     else:
         if q.shape[2] > _MAX_TRITON_HEAD_DIM:
             raise UnsupportedError(f"backend='triton' supports head_dim <= {_MAX_TRITON_HEAD_DIM}, "

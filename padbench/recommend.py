@@ -71,6 +71,8 @@ SCREEN_SKIP_MIN_S = 0.5
 SUMMARY_DRAWS = 256
 # A runner-up closer than this (relative tokens/s) is within noise of the winner.
 NOISE = 0.05
+# Rounds of one strategy on one draw differing by more than this (max - min over median): noisy.
+NOISY = 0.5
 
 ENTRY_KEYS = ("strategy", "tokens_per_s", "speedup_vs_padded", "peak_mem_bytes", "efficiency", "equivalent", "status")
 
@@ -489,9 +491,10 @@ def _err_text(e: dict, mode: str) -> str:
 
 
 def verdict(entries: list[dict], *, device: str, mode: str, batch_size: int, pad: float | None,
-            what: str = "your lengths") -> str:
-    where = f"for {what} (B={batch_size}, padding ratio {pad:.2f}) on {device} {mode}" if pad is not None else \
-        f"for {what} (B={batch_size}) on {device} {mode}"
+            prefix: str = "") -> str:
+    """One line: what to use for the user's lengths, how much faster than `padded`, at what error."""
+    where = f"{prefix}for your lengths (B={batch_size}, padding ratio {pad:.2f}) on {device} {mode}" \
+        if pad is not None else f"{prefix}for your lengths (B={batch_size}) on {device} {mode}"
     best = recommended(entries)
     ranked = rank(entries)
     if best is None:
@@ -521,6 +524,10 @@ def verdict(entries: list[dict], *, device: str, mode: str, batch_size: int, pad
     if faster_bad:
         names = ", ".join(f"`{s}`" for s in faster_bad)
         text += f" Faster but not equivalent to the reference, so not recommended: {names}."
+    spread = max((e.get("round_spread") or 0.0) for e in (best, base) if e)
+    if spread > NOISY:
+        text += (f" Timings were noisy (rounds of one strategy differed by up to {spread:.0%}): the machine is busy;"
+                 " rerun (or add --draws) for firmer numbers.")
     return text
 
 
@@ -886,7 +893,7 @@ def cmd_recommend(args) -> int:
                              strategies=None if args.strategies == "all" else strategies)
         entries, nearest = found["entries"], found["nearest"]
         head = nearest_text(nearest, source)
-        what = "your lengths, from measured results,"
+        prefix = "from measured results, "
     else:
         check_device(args.device)
         draws = args.draws or (QUICK["draws"] if args.quick else DRAWS)
@@ -903,10 +910,10 @@ def cmd_recommend(args) -> int:
             entries.append(_entry(s, status="unsupported", message=reason or ""))
         entries = rank(entries)
         nearest = None
-        what = "your lengths"
+        prefix = ""
         head = None
     text = verdict(entries, device=args.device, mode=args.mode, batch_size=args.batch_size,
-                   pad=source.summary["padding_ratio"], what=what)
+                   pad=source.summary["padding_ratio"], prefix=prefix)
     doc = result_document(source, entries, device=args.device, mode=args.mode, verdict_text=text, spec=spec,
                           nearest=nearest, draws=draws)
     if args.json:

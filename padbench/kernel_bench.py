@@ -237,6 +237,8 @@ def _build_varlen_attn(p: Problem):
     if p.device.type != "cuda":
         raise UnsupportedError("torch.nn.attention.varlen.varlen_attn is CUDA-only "
                                "(_flash_attention_forward has no CPU kernel)")
+    if p.dtype not in (torch.float16, torch.bfloat16):
+        raise UnsupportedError(f"varlen_attn runs the FlashAttention kernel: float16/bfloat16 only, got {p.dtype}")
     cu = p.offsets.to(torch.int32)
 
     def fwd(q, k, v):

@@ -50,6 +50,8 @@ BASELINE = "padded"
 # repeats a batch until it lasts BLOCK_S. A strategy's time on a draw is its median round.
 # The first draw (which also screens) gets SCREEN_ROUNDS rounds, the other draws ROUNDS.
 DRAWS = 2
+# Soft limit on a default run: a further draw starts only while this many seconds have not passed.
+TIME_BUDGET_S = 60.0
 SCREEN_ROUNDS = 4
 ROUNDS = 3
 BLOCK_S = 0.2
@@ -225,14 +227,17 @@ def _fmt_strategy_order(strategies) -> list[str]:
 
 def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, seed: int = 0, draws: int = DRAWS,
             screen_first: bool = True, memory: bool = True, screen_rounds: int = SCREEN_ROUNDS, rounds: int = ROUNDS,
-            block_s: float = BLOCK_S, progress: bool = True) -> dict:
+            block_s: float = BLOCK_S, budget_s: float | None = None, progress: bool = True) -> dict:
     """Measure ``strategies`` and `padded` on ``draws`` batches drawn from ``source`` (module docstring).
 
     Returns ``{"records": {strategy: measure_case record of the first draw},
     "times": {strategy: {draw: [s per batch per round]}}, "tokens": {draw: real tokens},
     "useful_flops": {(strategy, draw): FLOPs}, "screen": {strategy: {status, time_s, timed, message}},
-    "finalists": [...]}``.
+    "finalists": [...], "draws_measured": n}``. ``budget_s``: a soft limit on the seconds spent: a further
+    draw starts only while it lasts (the first draw is always measured in full).
     """
+    import time
+
     from tqdm import tqdm
 
     from . import measure as measure_mod
@@ -240,6 +245,8 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
 
     order = _fmt_strategy_order([BASELINE, *strategies])
     seeds = [seed + i for i in range(draws)]
+    start = time.monotonic()
+    draws_measured = 1
 
     def case(strategy, i):
         return Case(strategy, source.distribution, device, mode, source.batch_size, source.max_len, spec, seeds[i])
@@ -306,6 +313,9 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
         alive = [s for s in finalists if records[s]["status"] == "ok" and _equivalent_record(records[s])]
         # 3. further draws: the equivalent finalists side by side again, on other batches
         for i in range(1, draws):
+            if budget_s is not None and time.monotonic() - start > budget_s:
+                break
+            draws_measured = i + 1
             prepared = {}
             for s in alive:
                 p, first = _prepare_warm(case(s, i))
@@ -318,7 +328,7 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
                     times[s][i] = t
             del prepared
         tokens = {i: sum(lengths_for(source.distribution, source.batch_size, source.max_len, seeds[i], None))
-                  for i in range(draws)}
+                  for i in range(draws_measured)}
         flops = {(s, i): measure_mod.useful_flops(lengths_for(source.distribution, source.batch_size,
                                                               source.max_len, seeds[i], None), spec, mode)
                  for s in times for i in times[s]}
@@ -343,7 +353,7 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
     finally:
         bar.close()
     return {"records": records, "times": times, "tokens": tokens, "useful_flops": flops, "screen": screen,
-            "finalists": finalists, "seeds": seeds}
+            "finalists": finalists, "seeds": seeds[:draws_measured], "draws_measured": draws_measured}
 
 
 # ------------------------------------------------------------------------------- judging
@@ -824,7 +834,7 @@ def _json_clean(v):
 
 
 def result_document(source: LengthSource, entries: list[dict], *, device: str, mode: str, verdict_text: str,
-                    spec, nearest: dict | None = None, draws: int | None = None) -> dict:
+                    spec, nearest: dict | None = None, draws: int | None = None, cut: bool = False) -> dict:
     s = source.summary
     best = recommended(entries)
     doc = {
@@ -842,6 +852,7 @@ def result_document(source: LengthSource, entries: list[dict], *, device: str, m
     }
     if draws is not None:
         doc["draws"] = draws
+        doc["time_budget_reached"] = cut
     if nearest is not None:
         doc["nearest"] = nearest
     return _json_clean(doc)
@@ -868,6 +879,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--draws", type=positive_int, default=None,
                    help=f"batches drawn from your lengths and measured (default {DRAWS}; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="shorter timing and one draw (a first look)")
+    p.add_argument("--time-budget", type=float, default=TIME_BUDGET_S, metavar="S",
+                   help=f"soft limit in seconds: no further draw starts once it is spent (default {TIME_BUDGET_S:g}; "
+                        "the first draw is always measured; an explicit --draws ignores it)")
     p.add_argument("--no-screen", action="store_true", help="measure every strategy fully, even far slower ones")
     p.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak memory probe")
     p.add_argument("--no-progress", action="store_true")
@@ -887,7 +901,7 @@ def cmd_recommend(args) -> int:
     strategies = parse_strategies(args.strategies)
     source = resolve_lengths(args.lengths, args.dist, args.batch_size, args.max_len, args.seed)
     dtype = spec.as_dict()["dtype"]
-    draws = None
+    draws, cut = None, False
     if args.from_results:
         found = from_results(args.from_results, source, device=args.device, mode=args.mode, spec=spec,
                              strategies=None if args.strategies == "all" else strategies)
@@ -903,7 +917,10 @@ def cmd_recommend(args) -> int:
                            seed=args.seed, draws=draws, screen_first=not args.no_screen, memory=not args.no_memory,
                            screen_rounds=QUICK["screen_rounds"] if args.quick else SCREEN_ROUNDS,
                            rounds=QUICK["rounds"] if args.quick else ROUNDS,
-                           block_s=QUICK["block_s"] if args.quick else BLOCK_S, progress=not args.no_progress)
+                           block_s=QUICK["block_s"] if args.quick else BLOCK_S,
+                           budget_s=None if args.draws else args.time_budget, progress=not args.no_progress)
+        cut = measured["draws_measured"] < draws
+        draws = measured["draws_measured"]
         entries = aggregate(measured)
         for s in skipped:
             reason = strategy_class(s).unsupported_reason(args.device, args.mode, spec.dtype)
@@ -915,7 +932,7 @@ def cmd_recommend(args) -> int:
     text = verdict(entries, device=args.device, mode=args.mode, batch_size=args.batch_size,
                    pad=source.summary["padding_ratio"], prefix=prefix)
     doc = result_document(source, entries, device=args.device, mode=args.mode, verdict_text=text, spec=spec,
-                          nearest=nearest, draws=draws)
+                          nearest=nearest, draws=draws, cut=cut)
     if args.json:
         print(json.dumps(doc, indent=1, allow_nan=False))
         return 0
@@ -927,7 +944,8 @@ def cmd_recommend(args) -> int:
     else:
         print(f"measured on {draws} batch{'es' if draws != 1 else ''} drawn from them "
               f"(seeds {args.seed}..{args.seed + draws - 1}), {args.device} {args.mode}, model d_model {spec.d_model}, "
-              f"nhead {spec.nhead}, ff {spec.dim_feedforward}, layers {spec.num_layers}, {dtype}")
+              f"nhead {spec.nhead}, ff {spec.dim_feedforward}, layers {spec.num_layers}, {dtype}"
+              + (f" (time budget of {args.time_budget:g} s reached: fewer draws)" if cut else ""))
     print()
     print(table_text(entries, args.mode))
     print()

@@ -239,3 +239,17 @@ def test_bad_input_is_one_clear_line(capsys, tmp_path, make_argv, message):
 def test_cuda_without_gpu(capsys, lens_file):
     code, _, err = run_cli(capsys, "recommend", "--lengths", str(lens_file), "--device", "cuda", *FAST)
     assert code == 2 and "no CUDA GPU" in err
+
+
+def test_time_budget_cuts_further_draws(capsys, lens_file, monkeypatch):
+    monkeypatch.setattr(recommend, "_block", lambda prepared, block_s: {"padded": 0.02, "loop": 0.01}[prepared.case.strategy])
+    argv = ["recommend", "--lengths", str(lens_file), *TINY, "--no-progress", "--no-memory", "--strategies", "padded,loop"]
+    code, out, err = run_cli(capsys, *argv, "--time-budget", "0", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["draws"] == 1 and doc["time_budget_reached"] is True
+    code, out, err = run_cli(capsys, *argv, "--draws", "2", "--time-budget", "0", "--json")
+    doc = json.loads(out)
+    assert doc["draws"] == 2 and doc["time_budget_reached"] is False  # an explicit --draws is kept
+    loop = next(e for e in doc["ranked"] if e["strategy"] == "loop")
+    assert loop["speedup_per_draw"] == [2.0, 2.0] and doc["recommended"] == "loop"

@@ -49,7 +49,7 @@ BASELINE = "padded"
 # Timing: interleaved rounds (each round times one block of every strategy in turn); a block
 # repeats a batch until it lasts BLOCK_S. A strategy's time on a draw is its median round.
 # The first draw (which also screens) gets SCREEN_ROUNDS rounds, the other draws ROUNDS.
-DRAWS = 2
+DRAWS = 3
 # Soft limit on a default run: a further draw starts only while this many seconds have not passed.
 TIME_BUDGET_S = 60.0
 SCREEN_ROUNDS = 4
@@ -412,9 +412,10 @@ def _entry(strategy: str, **kw) -> dict:
 def aggregate(measured: dict) -> list[dict]:
     """Ranked entries (see `rank`) from `measure`'s output.
 
-    Per draw a strategy's time per batch is the median of its rounds; its tokens/s is real
-    tokens over time summed over its draws; its speedup is `padded`'s summed time over its own,
-    on the draws both were timed on.
+    Per draw a strategy's time per batch is the median of its rounds. Its tokens/s is real tokens
+    over time summed over its draws (its throughput over those batches); its speedup is the
+    median over draws of `padded`'s time over its own on the same batch (robust to one odd batch
+    or one noisy draw). Strategies are ranked by speedup.
     """
     records, times, tokens = measured["records"], measured["times"], measured["tokens"]
     screened = measured["screen"]
@@ -431,7 +432,8 @@ def aggregate(measured: dict) -> list[dict]:
         draws = sorted(mine)
         total_t = sum(mine[i] for i in draws)
         common = [i for i in draws if i in base]
-        sp = sum(base[i] for i in common) / sum(mine[i] for i in common) if common else None
+        per_draw = [base[i] / mine[i] for i in common]
+        sp = float(np.median(per_draw)) if per_draw else None
         matmul = _num(rec.get("matmul_flops"))
         useful = sum(measured["useful_flops"][(s, i)] for i in draws)
         spread = [float((np.max(times[s][i]) - np.min(times[s][i])) / np.median(times[s][i])) for i in draws]
@@ -442,7 +444,7 @@ def aggregate(measured: dict) -> list[dict]:
             status="ok" if eq else "not equivalent", message=rec.get("message") or "",
             max_rel_err=_num(rec.get("max_rel_err")), grad_rel_err=_num(rec.get("grad_rel_err")),
             draws=len(draws), time_s=total_t / len(draws) if draws else None,
-            speedup_per_draw=[round(base[i] / mine[i], 3) for i in common],
+            speedup_per_draw=[round(x, 3) for x in per_draw],
             round_spread=round(max(spread), 3) if spread else None,
         ))
     # not measured further (screened out), unsupported and failing strategies: what the first draw saw
@@ -476,9 +478,12 @@ _STATUS_ORDER = {"ok": 0, "not equivalent": 0, "screened out": 1, "oom": 2, "err
 
 
 def rank(entries: list[dict]) -> list[dict]:
-    """Measured strategies by tokens/s (fastest first), then screened-out, failed, unsupported."""
+    """Measured strategies fastest first (by speedup over `padded`, by tokens/s where there is none),
+    then screened-out, failed and unsupported ones."""
     def key(e):
-        return (_STATUS_ORDER.get(e["status"], 2), -(e["tokens_per_s"] or -1.0), e["strategy"])
+        sp = e.get("speedup_vs_padded")
+        return (_STATUS_ORDER.get(e["status"], 2), -(sp if sp is not None else -1.0), -(e["tokens_per_s"] or -1.0),
+                e["strategy"])
 
     return sorted(entries, key=key)
 
@@ -510,8 +515,8 @@ def verdict(entries: list[dict], *, device: str, mode: str, batch_size: int, pad
     if best is None:
         return f"{where}, no strategy was measured to compute the reference function: nothing to recommend."
     base = next((e for e in entries if e["strategy"] == BASELINE and e["status"] == "ok"), None)
-    faster_bad = [e["strategy"] for e in ranked
-                  if e["status"] == "not equivalent" and (e["tokens_per_s"] or 0) > best["tokens_per_s"]]
+    ahead = ranked[: ranked.index(best)]
+    faster_bad = [e["strategy"] for e in ahead if e["status"] == "not equivalent"]
     errs = _err_text(best, mode)
     same = f"same results ({errs})" if errs else "same results"
     if best["strategy"] == BASELINE:
@@ -526,8 +531,13 @@ def verdict(entries: list[dict], *, device: str, mode: str, batch_size: int, pad
     else:
         text = (f"{where}, use `{best['strategy']}`: {best['speedup_vs_padded']:.2f}x the tokens/s of "
                 f"{BASELINE}, {same}.")
-    close = [e for e in ranked if e is not best and e["status"] == "ok" and e["equivalent"] and e["tokens_per_s"]
-             and e["tokens_per_s"] >= (1 - NOISE) * best["tokens_per_s"]]
+    def speed(e):  # speedup where both have one (timed side by side with padded), else tokens/s
+        both = e.get("speedup_vs_padded") is not None and best.get("speedup_vs_padded") is not None
+        return (e["speedup_vs_padded"], best["speedup_vs_padded"]) if both else (e["tokens_per_s"] or 0.0,
+                                                                                 best["tokens_per_s"])
+
+    close = [e for e in ranked if e is not best and e["status"] == "ok" and e["equivalent"]
+             and speed(e)[0] >= (1 - NOISE) * speed(e)[1]]
     if close and best["strategy"] != BASELINE:
         names = ", ".join(f"`{e['strategy']}`" for e in close)
         text += f" {names} {'is' if len(close) == 1 else 'are'} within {int(NOISE * 100)}% (as good, within noise)."

@@ -6,23 +6,25 @@ measures, on batches drawn from your lengths (with replacement, seeded: the ``fi
 distribution), every strategy this machine supports, through `padbench.runner.measure_case`,
 the same code path as ``padbench run``:
 
-1. **screen**: each strategy runs one warm-up batch and one or two timed batches on the first
-   draw. Strategies far slower than the fastest (more than `SCREEN_KEEP` times its time) are
-   reported with that rough number and not measured further; so are ones whose warm-up batch
-   alone is `SCREEN_SKIP` times slower than the fastest so far (no timed batch at all).
-   ``--no-screen`` measures everything.
-2. **measure**: `padded` (the baseline) and the remaining strategies are measured with
-   `measure_case` on ``--draws`` batches (seeds ``--seed``, ``--seed``+1, ...), round by round
-   so that every strategy and `padded` are timed side by side on the same batches. The first
-   draw also checks equivalence against the float64 reference (``max_rel_err``,
-   ``grad_rel_err``, pad-content invariance, no NaN with an empty sequence:
-   `padbench.table.equivalent`).
-3. **memory**: peak memory of one batch per measured strategy (fresh process on CPU) unless
+1. **draws**: ``--draws`` batches (default 3) drawn from your lengths, picked among 64 seeded
+   draws at the quantiles of their padded/real work ratio, the median batch first (`pick_seeds`).
+2. **screen** (first draw): every strategy is warmed up (compiled ones compile here), then timed
+   in *interleaved rounds*: each round times one block of every strategy in turn, so load from
+   other processes hits them alike; a strategy's time on a draw is its median round. Clearly
+   slow ones stop being timed (`SCREEN_DROP`, `SCREEN_SKIP`).
+3. **records**: `padded` and then the fastest strategies, in order of screened speed, get a
+   `measure_case` record (status, equivalence against the float64 reference: ``max_rel_err``,
+   ``grad_rel_err``, pad-content invariance, no NaN with an empty sequence, judged by
+   `padbench.table.equivalent`; FLOPs). Up to `MAX_FINALISTS` equivalent ones within
+   `SCREEN_KEEP` x the fastest *equivalent* one go on, so a fast wrong strategy screens out nothing.
+4. **other draws**: the finalists and `padded` are timed side by side again, in interleaved rounds.
+5. **memory**: peak memory of one batch per measured strategy (fresh process on CPU) unless
    ``--no-memory``.
 
-tokens/s of a strategy is its real tokens over its time summed over the draws (the throughput
-over batches drawn from your lengths), and its speedup is `padded`'s summed time over its own on
-the same draws. A strategy that is not equivalent is never recommended.
+A strategy's tokens/s is its real tokens over its time summed over the draws; its speedup is the
+median over draws of `padded`'s time over its own on the same batch; the ranking follows the
+speedup. A strategy that is not equivalent is never recommended. ``--time-budget`` (default 60 s)
+is a soft limit: a further draw starts only while it lasts.
 
 With ``--from-results PATH`` (padbench ``.pbjson`` files or asv results) nothing is measured:
 the measured case nearest to your lengths (same device, mode and model; closest padding ratio,
@@ -52,6 +54,8 @@ BASELINE = "padded"
 DRAWS = 3
 # Soft limit on a default run: a further draw starts only while this many seconds have not passed.
 TIME_BUDGET_S = 60.0
+# Draws are picked among this many seeded batches (see `pick_seeds`).
+SEED_POOL = 64
 SCREEN_ROUNDS = 4
 ROUNDS = 3
 BLOCK_S = 0.2
@@ -147,6 +151,41 @@ def resolve_lengths(lengths_file: str | None, dist: str | None, batch_size: int,
 
 
 # ------------------------------------------------------------------------------- measuring
+def pick_seeds(source: LengthSource, spec, mode: str, seed: int, draws: int, pool: int = SEED_POOL) -> list[int]:
+    """Seeds of ``draws`` batches that span the typical batches of ``source``, the median one first.
+
+    Of ``pool`` seeded draws (seeds ``seed`` .. ``seed + pool - 1``, as `padbench.runner.Case`
+    draws them), the ones at the quantiles ``(k + 1/2) / draws`` of the work ratio padded/real
+    (`padbench.measure.useful_flops` of the padded batch over that of its real tokens: padding and
+    the attention's quadratic term in one number) are measured. A stratified sample: with a long
+    tail of lengths, a batch's max, and with it padded's cost, varies a lot from draw to draw.
+    """
+    from .measure import useful_flops
+    from .runner import lengths_for
+
+    seeds = list(range(seed, seed + max(pool, draws)))
+    if source.distribution.startswith("file:"):
+        lens_pool = read_lengths_file(source.distribution[5:])  # read once; drawn as sample_lengths does
+        batches = {sd: np.random.default_rng(sd).choice(lens_pool, size=source.batch_size, replace=True)
+                   for sd in seeds}
+        if any(tuple(int(n) for n in batches[sd]) != lengths_for(source.distribution, source.batch_size,
+                                                                   source.max_len, sd, None) for sd in seeds[:2]):
+            batches = {sd: lengths_for(source.distribution, source.batch_size, source.max_len, sd, None)
+                       for sd in seeds}
+    else:
+        batches = {sd: sample_lengths(source.distribution, source.batch_size, source.max_len, sd) for sd in seeds}
+
+    def ratio(sd):
+        b = np.asarray(batches[sd])
+        return useful_flops([int(b.max())] * len(b), spec, mode) / useful_flops(b, spec, mode)
+
+    ranked = sorted(seeds, key=lambda sd: (ratio(sd), sd))
+    n = len(ranked)
+    qs = [(k + 0.5) / draws for k in range(draws)]
+    picked = [ranked[min(n - 1, int(round(q * n - 0.5)))] for q in sorted(qs, key=lambda q: abs(q - 0.5))]
+    return list(dict.fromkeys(picked))
+
+
 def _failure(exc: BaseException) -> dict:
     first_line = (str(exc).splitlines() or [""])[0][:300]
     oom = "out of memory" in first_line.lower() or type(exc).__name__ == "OutOfMemoryError"
@@ -221,6 +260,13 @@ def _prepare_warm(case: Case):
         return None, _failure(exc)
 
 
+def _batch_info(source: LengthSource, seed: int) -> dict:
+    from .runner import lengths_for
+
+    lens = lengths_for(source.distribution, source.batch_size, source.max_len, seed, None)
+    return {"seed": seed, "padding_ratio": padding_ratio(lens), "max": max(lens), "tokens": sum(lens)}
+
+
 def _fmt_strategy_order(strategies) -> list[str]:
     return sorted(dict.fromkeys(strategies), key=lambda s: s != BASELINE)
 
@@ -244,8 +290,9 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
     from .runner import lengths_for
 
     order = _fmt_strategy_order([BASELINE, *strategies])
-    seeds = [seed + i for i in range(draws)]
     start = time.monotonic()
+    seeds = pick_seeds(source, spec, mode, seed, draws)
+    draws = len(seeds)
     draws_measured = 1
 
     def case(strategy, i):
@@ -353,7 +400,8 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
     finally:
         bar.close()
     return {"records": records, "times": times, "tokens": tokens, "useful_flops": flops, "screen": screen,
-            "finalists": finalists, "seeds": seeds[:draws_measured], "draws_measured": draws_measured}
+            "finalists": finalists, "seeds": seeds[:draws_measured], "draws_measured": draws_measured,
+            "batches": [_batch_info(source, seeds[i]) for i in range(draws_measured)]}
 
 
 # ------------------------------------------------------------------------------- judging
@@ -844,7 +892,8 @@ def _json_clean(v):
 
 
 def result_document(source: LengthSource, entries: list[dict], *, device: str, mode: str, verdict_text: str,
-                    spec, nearest: dict | None = None, draws: int | None = None, cut: bool = False) -> dict:
+                    spec, nearest: dict | None = None, draws: int | None = None, cut: bool = False,
+                    batches: list | None = None) -> dict:
     s = source.summary
     best = recommended(entries)
     doc = {
@@ -863,6 +912,7 @@ def result_document(source: LengthSource, entries: list[dict], *, device: str, m
     if draws is not None:
         doc["draws"] = draws
         doc["time_budget_reached"] = cut
+        doc["batches"] = batches
     if nearest is not None:
         doc["nearest"] = nearest
     return _json_clean(doc)
@@ -911,7 +961,7 @@ def cmd_recommend(args) -> int:
     strategies = parse_strategies(args.strategies)
     source = resolve_lengths(args.lengths, args.dist, args.batch_size, args.max_len, args.seed)
     dtype = spec.as_dict()["dtype"]
-    draws, cut = None, False
+    draws, cut, batches = None, False, None
     if args.from_results:
         found = from_results(args.from_results, source, device=args.device, mode=args.mode, spec=spec,
                              strategies=None if args.strategies == "all" else strategies)
@@ -931,6 +981,7 @@ def cmd_recommend(args) -> int:
                            budget_s=None if args.draws else args.time_budget, progress=not args.no_progress)
         cut = measured["draws_measured"] < draws
         draws = measured["draws_measured"]
+        batches = measured["batches"]
         entries = aggregate(measured)
         for s in skipped:
             reason = strategy_class(s).unsupported_reason(args.device, args.mode, spec.dtype)
@@ -942,7 +993,7 @@ def cmd_recommend(args) -> int:
     text = verdict(entries, device=args.device, mode=args.mode, batch_size=args.batch_size,
                    pad=source.summary["padding_ratio"], prefix=prefix)
     doc = result_document(source, entries, device=args.device, mode=args.mode, verdict_text=text, spec=spec,
-                          nearest=nearest, draws=draws, cut=cut)
+                          nearest=nearest, draws=draws, cut=cut, batches=batches)
     if args.json:
         print(json.dumps(doc, indent=1, allow_nan=False))
         return 0
@@ -952,10 +1003,11 @@ def cmd_recommend(args) -> int:
     if head:
         print(head)
     else:
-        print(f"measured on {draws} batch{'es' if draws != 1 else ''} drawn from them "
-              f"(seeds {args.seed}..{args.seed + draws - 1}), {args.device} {args.mode}, model d_model {spec.d_model}, "
+        pads = ", ".join(f"{b['padding_ratio']:.2f} (max {b['max']}, seed {b['seed']})" for b in batches)
+        print(f"measured on {draws} batch{'es' if draws != 1 else ''} drawn from them, a typical one first "
+              f"(padding ratio {pads}), {args.device} {args.mode}, model d_model {spec.d_model}, "
               f"nhead {spec.nhead}, ff {spec.dim_feedforward}, layers {spec.num_layers}, {dtype}"
-              + (f" (time budget of {args.time_budget:g} s reached: fewer draws)" if cut else ""))
+              + (f"; time budget of {args.time_budget:g} s reached: fewer draws" if cut else ""))
     print()
     print(table_text(entries, args.mode))
     print()

@@ -52,6 +52,7 @@ def test_json_shape_named_distribution_with_memory(capsys):
     assert code == 0, err
     doc = json.loads(out)  # stdout is one JSON document, nothing else
     assert doc["device"] == "cpu" and doc["mode"] == "inference"
+    assert doc["draws"] == len(doc["batches"]) == 1 and {"seed", "padding_ratio", "max"} <= set(doc["batches"][0])
     assert {"count", "mean", "max", "padding_ratio"} <= set(doc["lengths"])
     assert doc["lengths"]["max"] <= 24 and 0 <= doc["lengths"]["padding_ratio"] < 1
     names = [e["strategy"] for e in doc["ranked"]]
@@ -254,3 +255,21 @@ def test_time_budget_cuts_further_draws(capsys, lens_file, monkeypatch):
     assert doc["draws"] == 2 and doc["time_budget_reached"] is False  # an explicit --draws is kept
     loop = next(e for e in doc["ranked"] if e["strategy"] == "loop")
     assert loop["speedup_per_draw"] == [2.0, 2.0] and doc["recommended"] == "loop"
+
+
+def test_draws_span_typical_batches_median_first(lens_file):
+    from padbench.measure import useful_flops
+    from padbench.runner import lengths_for
+
+    spec = EncoderSpec(32, 4, 64, 1)
+    source = recommend.resolve_lengths(str(lens_file), None, 8, None)
+    seeds = recommend.pick_seeds(source, spec, "inference", 0, 3)
+    assert len(set(seeds)) == 3 and seeds == recommend.pick_seeds(source, spec, "inference", 0, 3)
+
+    def work_ratio(sd):  # padded work over real work of the batch Case(seed=sd) runs
+        lens = lengths_for(source.distribution, 8, None, sd, None)
+        return useful_flops([max(lens)] * 8, spec) / useful_flops(lens, spec)
+
+    r = [work_ratio(sd) for sd in seeds]
+    assert min(r[1], r[2]) <= r[0] <= max(r[1], r[2]) and r[1] != r[2]  # the typical batch first
+    assert recommend.pick_seeds(source, spec, "inference", 0, 1) == seeds[:1]

@@ -21,9 +21,8 @@ the same code path as ``padbench run``:
 5. **memory**: peak memory of one batch per measured strategy (fresh process on CPU) unless
    ``--no-memory``.
 
-A strategy's tokens/s is its real tokens over its time summed over the draws; its speedup is the
-median over draws of `padded`'s time over its own on the same batch; the ranking follows the
-speedup. A strategy that is not equivalent is never recommended. ``--time-budget`` (default 60 s)
+A strategy's tokens/s, efficiency and speedup (`padded`'s time over its own on the same batch)
+are medians over the draws; the ranking follows the speedup. A strategy that is not equivalent is never recommended. ``--time-budget`` (default 60 s)
 is a soft limit: a further draw starts only while it lasts.
 
 With ``--from-results PATH`` (padbench ``.pbjson`` files or asv results) nothing is measured:
@@ -293,6 +292,10 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
     start = time.monotonic()
     seeds = pick_seeds(source, spec, mode, seed, draws)
     draws = len(seeds)
+    phases: dict[str, float] = {}
+
+    def phase(name):
+        phases[name] = round(time.monotonic() - start - sum(phases.values()), 2)
     draws_measured = 1
 
     def case(strategy, i):
@@ -321,16 +324,18 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
             prepared[s] = p
             if not p.strategy.needs_warmup:
                 first_best = first if first_best is None else min(first_best, first)
+        phase("warm_up")
         t0 = interleaved(prepared, screen_rounds, block_s, keep=(BASELINE,), drop=SCREEN_DROP if screen_first else None,
                          on_round=lambda: tick("interleaved rounds"))
         for s, t in t0.items():
             if isinstance(t, dict):
                 screen[s] = t
             elif t:
-                screen[s].update(time_s=min(t), timed=len(t))
+                screen[s].update(time_s=float(np.median(t)), timed=len(t))
         timed = {s: t for s, t in t0.items() if isinstance(t, list) and t}
         med0 = {s: float(np.median(t)) for s, t in timed.items()}
         del prepared
+        phase("screen_rounds")
         # 2. records (measure_case: status, equivalence, FLOPs; brief timing) of `padded` and of the
         # fastest screened strategies, in order of speed; the screen compares against the fastest
         # strategy *known to be equivalent*, so a fast wrong one cannot screen out the right ones.
@@ -358,6 +363,7 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
         bar.total = bar.n + len(finalists) * ((draws - 1) * (1 + rounds) + memory) + (draws - 1)
         bar.refresh()
         alive = [s for s in finalists if records[s]["status"] == "ok" and _equivalent_record(records[s])]
+        phase("records")
         # 3. further draws: the equivalent finalists side by side again, on other batches
         for i in range(1, draws):
             if budget_s is not None and time.monotonic() - start > budget_s:
@@ -374,6 +380,7 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
                 if isinstance(t, list) and t:
                     times[s][i] = t
             del prepared
+        phase("other_draws")
         tokens = {i: sum(lengths_for(source.distribution, source.batch_size, source.max_len, seeds[i], None))
                   for i in range(draws_measured)}
         flops = {(s, i): measure_mod.useful_flops(lengths_for(source.distribution, source.batch_size,
@@ -397,11 +404,12 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
                     else:
                         records[s]["peak_mem_bytes"] = peak
                     bar.update(1)
+            phase("memory")
     finally:
         bar.close()
     return {"records": records, "times": times, "tokens": tokens, "useful_flops": flops, "screen": screen,
             "finalists": finalists, "seeds": seeds[:draws_measured], "draws_measured": draws_measured,
-            "batches": [_batch_info(source, seeds[i]) for i in range(draws_measured)]}
+            "batches": [_batch_info(source, seeds[i]) for i in range(draws_measured)], "phases_s": phases}
 
 
 # ------------------------------------------------------------------------------- judging
@@ -460,10 +468,10 @@ def _entry(strategy: str, **kw) -> dict:
 def aggregate(measured: dict) -> list[dict]:
     """Ranked entries (see `rank`) from `measure`'s output.
 
-    Per draw a strategy's time per batch is the median of its rounds. Its tokens/s is real tokens
-    over time summed over its draws (its throughput over those batches); its speedup is the
-    median over draws of `padded`'s time over its own on the same batch (robust to one odd batch
-    or one noisy draw). Strategies are ranked by speedup.
+    Per draw a strategy's time per batch is the median of its rounds. Its tokens/s (real tokens
+    over time), efficiency and speedup (`padded`'s time over its own on the same batch) are the
+    median over draws: a typical batch, robust to one odd batch or one noisy draw. Strategies
+    are ranked by speedup.
     """
     records, times, tokens = measured["records"], measured["times"], measured["tokens"]
     screened = measured["screen"]
@@ -478,20 +486,19 @@ def aggregate(measured: dict) -> list[dict]:
         eq = _equivalent_record(rec)
         mine = med.get(s, {})
         draws = sorted(mine)
-        total_t = sum(mine[i] for i in draws)
         common = [i for i in draws if i in base]
         per_draw = [base[i] / mine[i] for i in common]
         sp = float(np.median(per_draw)) if per_draw else None
         matmul = _num(rec.get("matmul_flops"))
-        useful = sum(measured["useful_flops"][(s, i)] for i in draws)
+        tps = float(np.median([tokens[i] / mine[i] for i in draws])) if draws else None
+        eff = float(np.median([measured["useful_flops"][(s, i)] / mine[i] / matmul for i in draws])) \
+            if draws and matmul else None
         spread = [float((np.max(times[s][i]) - np.min(times[s][i])) / np.median(times[s][i])) for i in draws]
         entries.append(_entry(
-            s, tokens_per_s=sum(tokens[i] for i in draws) / total_t if total_t else None, speedup_vs_padded=sp,
-            peak_mem_bytes=_num(rec.get("peak_mem_bytes")),
-            efficiency=useful / total_t / matmul if matmul and total_t else None, equivalent=eq,
-            status="ok" if eq else "not equivalent", message=rec.get("message") or "",
+            s, tokens_per_s=tps, speedup_vs_padded=sp, peak_mem_bytes=_num(rec.get("peak_mem_bytes")),
+            efficiency=eff, equivalent=eq, status="ok" if eq else "not equivalent", message=rec.get("message") or "",
             max_rel_err=_num(rec.get("max_rel_err")), grad_rel_err=_num(rec.get("grad_rel_err")),
-            draws=len(draws), time_s=total_t / len(draws) if draws else None,
+            draws=len(draws), time_s=float(np.median([mine[i] for i in draws])) if draws else None,
             speedup_per_draw=[round(x, 3) for x in per_draw],
             round_spread=round(max(spread), 3) if spread else None,
         ))
@@ -893,7 +900,7 @@ def _json_clean(v):
 
 def result_document(source: LengthSource, entries: list[dict], *, device: str, mode: str, verdict_text: str,
                     spec, nearest: dict | None = None, draws: int | None = None, cut: bool = False,
-                    batches: list | None = None) -> dict:
+                    batches: list | None = None, phases: dict | None = None) -> dict:
     s = source.summary
     best = recommended(entries)
     doc = {
@@ -913,6 +920,7 @@ def result_document(source: LengthSource, entries: list[dict], *, device: str, m
         doc["draws"] = draws
         doc["time_budget_reached"] = cut
         doc["batches"] = batches
+        doc["phases_s"] = phases
     if nearest is not None:
         doc["nearest"] = nearest
     return _json_clean(doc)
@@ -961,7 +969,7 @@ def cmd_recommend(args) -> int:
     strategies = parse_strategies(args.strategies)
     source = resolve_lengths(args.lengths, args.dist, args.batch_size, args.max_len, args.seed)
     dtype = spec.as_dict()["dtype"]
-    draws, cut, batches = None, False, None
+    draws, cut, batches, phases = None, False, None, None
     if args.from_results:
         found = from_results(args.from_results, source, device=args.device, mode=args.mode, spec=spec,
                              strategies=None if args.strategies == "all" else strategies)
@@ -982,6 +990,7 @@ def cmd_recommend(args) -> int:
         cut = measured["draws_measured"] < draws
         draws = measured["draws_measured"]
         batches = measured["batches"]
+        phases = measured["phases_s"]
         entries = aggregate(measured)
         for s in skipped:
             reason = strategy_class(s).unsupported_reason(args.device, args.mode, spec.dtype)
@@ -993,7 +1002,7 @@ def cmd_recommend(args) -> int:
     text = verdict(entries, device=args.device, mode=args.mode, batch_size=args.batch_size,
                    pad=source.summary["padding_ratio"], prefix=prefix)
     doc = result_document(source, entries, device=args.device, mode=args.mode, verdict_text=text, spec=spec,
-                          nearest=nearest, draws=draws, cut=cut, batches=batches)
+                          nearest=nearest, draws=draws, cut=cut, batches=batches, phases=phases)
     if args.json:
         print(json.dumps(doc, indent=1, allow_nan=False))
         return 0
@@ -1003,10 +1012,12 @@ def cmd_recommend(args) -> int:
     if head:
         print(head)
     else:
-        pads = ", ".join(f"{b['padding_ratio']:.2f} (max {b['max']}, seed {b['seed']})" for b in batches)
-        print(f"measured on {draws} batch{'es' if draws != 1 else ''} drawn from them, a typical one first "
-              f"(padding ratio {pads}), {args.device} {args.mode}, model d_model {spec.d_model}, "
-              f"nhead {spec.nhead}, ff {spec.dim_feedforward}, layers {spec.num_layers}, {dtype}"
+        pads = ", ".join(f"{b['padding_ratio']:.2f}" for b in batches)
+        maxes = ", ".join(str(b["max"]) for b in batches)
+        print(f"measured: {args.device} {args.mode}, model d_model {spec.d_model}, nhead {spec.nhead}, "
+              f"ff {spec.dim_feedforward}, layers {spec.num_layers}, {dtype}; on {draws} "
+              f"batch{'es' if draws != 1 else ''} drawn from your lengths, a typical one first "
+              f"(padding ratio {pads}; longest {maxes}) in {sum(phases.values()):.0f} s"
               + (f"; time budget of {args.time_budget:g} s reached: fewer draws" if cut else ""))
     print()
     print(table_text(entries, args.mode))

@@ -78,6 +78,8 @@ SUMMARY_DRAWS = 256
 NOISE = 0.05
 # Rounds of one strategy on one draw differing by more than this (max - min over median): noisy.
 NOISY = 0.5
+# A 1-minute load average of at least this x the CPUs (and at least 1) when measuring starts: busy.
+BUSY = 0.5
 
 ENTRY_KEYS = ("strategy", "tokens_per_s", "speedup_vs_padded", "peak_mem_bytes", "efficiency", "equivalent", "status")
 
@@ -560,8 +562,20 @@ def _err_text(e: dict, mode: str) -> str:
     return ", ".join(parts)
 
 
+def machine_load() -> dict:
+    """1-minute load average and CPU count: is something else running on this machine?"""
+    import os
+
+    try:
+        load1 = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        load1 = None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"load1": load1, "cpus": cpus, "busy": bool(load1 is not None and cpus and load1 >= max(1.0, BUSY * cpus))}
+
+
 def verdict(entries: list[dict], *, device: str, mode: str, batch_size: int, pad: float | None,
-            prefix: str = "") -> str:
+            prefix: str = "", load: dict | None = None) -> str:
     """One line: what to use for the user's lengths, how much faster than `padded`, at what error."""
     where = f"{prefix}for your lengths (B={batch_size}, padding ratio {pad:.2f}) on {device} {mode}" \
         if pad is not None else f"{prefix}for your lengths (B={batch_size}) on {device} {mode}"
@@ -600,7 +614,11 @@ def verdict(entries: list[dict], *, device: str, mode: str, batch_size: int, pad
         names = ", ".join(f"`{s}`" for s in faster_bad)
         text += f" Faster but not equivalent to the reference, so not recommended: {names}."
     spread = max((e.get("round_spread") or 0.0) for e in (best, base) if e)
-    if spread > NOISY:
+    if load and load.get("busy"):
+        text += (f" The machine was busy (load {load['load1']:.1f} on {load['cpus']} CPUs): strategies made of many "
+                 "small operations slow down the most when other processes compete for the cores; rerun on an "
+                 "idle machine for a firmer ranking.")
+    elif spread > NOISY:
         text += (f" Timings were noisy (rounds of one strategy differed by up to {spread:.0%}): the machine is busy;"
                  " rerun (or add --draws) for firmer numbers.")
     return text
@@ -900,7 +918,7 @@ def _json_clean(v):
 
 def result_document(source: LengthSource, entries: list[dict], *, device: str, mode: str, verdict_text: str,
                     spec, nearest: dict | None = None, draws: int | None = None, cut: bool = False,
-                    batches: list | None = None, phases: dict | None = None) -> dict:
+                    batches: list | None = None, phases: dict | None = None, load: dict | None = None) -> dict:
     s = source.summary
     best = recommended(entries)
     doc = {
@@ -921,6 +939,7 @@ def result_document(source: LengthSource, entries: list[dict], *, device: str, m
         doc["time_budget_reached"] = cut
         doc["batches"] = batches
         doc["phases_s"] = phases
+        doc["machine_load"] = load
     if nearest is not None:
         doc["nearest"] = nearest
     return _json_clean(doc)
@@ -969,7 +988,7 @@ def cmd_recommend(args) -> int:
     strategies = parse_strategies(args.strategies)
     source = resolve_lengths(args.lengths, args.dist, args.batch_size, args.max_len, args.seed)
     dtype = spec.as_dict()["dtype"]
-    draws, cut, batches, phases = None, False, None, None
+    draws, cut, batches, phases, load = None, False, None, None, None
     if args.from_results:
         found = from_results(args.from_results, source, device=args.device, mode=args.mode, spec=spec,
                              strategies=None if args.strategies == "all" else strategies)
@@ -978,6 +997,7 @@ def cmd_recommend(args) -> int:
         prefix = "from measured results, "
     else:
         check_device(args.device)
+        load = machine_load()
         draws = args.draws or (QUICK["draws"] if args.quick else DRAWS)
         runnable = [s for s in strategies if not strategy_class(s).unsupported_reason(args.device, args.mode, spec.dtype)]
         skipped = [s for s in strategies if s not in runnable and s != BASELINE]
@@ -1000,9 +1020,9 @@ def cmd_recommend(args) -> int:
         prefix = ""
         head = None
     text = verdict(entries, device=args.device, mode=args.mode, batch_size=args.batch_size,
-                   pad=source.summary["padding_ratio"], prefix=prefix)
+                   pad=source.summary["padding_ratio"], prefix=prefix, load=load)
     doc = result_document(source, entries, device=args.device, mode=args.mode, verdict_text=text, spec=spec,
-                          nearest=nearest, draws=draws, cut=cut, batches=batches, phases=phases)
+                          nearest=nearest, draws=draws, cut=cut, batches=batches, phases=phases, load=load)
     if args.json:
         print(json.dumps(doc, indent=1, allow_nan=False))
         return 0

@@ -273,3 +273,15 @@ def test_draws_span_typical_batches_median_first(lens_file):
     r = [work_ratio(sd) for sd in seeds]
     assert min(r[1], r[2]) <= r[0] <= max(r[1], r[2]) and r[1] != r[2]  # the typical batch first
     assert recommend.pick_seeds(source, spec, "inference", 0, 1) == seeds[:1]
+
+
+def test_busy_machine_is_said(monkeypatch):
+    entries = [_e("padded", 100.0, speedup=1.0), _e("packed", 300.0, speedup=3.0)]
+    busy = {"load1": 3.4, "cpus": 2, "busy": True}
+    text = recommend.verdict(entries, device="cpu", mode="inference", batch_size=32, pad=0.6, load=busy)
+    assert "use `packed`: 3.00x" in text and "The machine was busy (load 3.4 on 2 CPUs)" in text
+    quiet = recommend.verdict(entries, device="cpu", mode="inference", batch_size=32, pad=0.6,
+                              load={"load1": 0.1, "cpus": 2, "busy": False})
+    assert "busy" not in quiet
+    monkeypatch.setattr("os.getloadavg", lambda: (5.0, 5.0, 5.0))
+    assert recommend.machine_load()["busy"] is True

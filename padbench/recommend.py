@@ -746,6 +746,8 @@ def _case_features(row) -> dict:
     if bs and (dist in DISTRIBUTIONS or dist.startswith("file:")):
         try:  # the exact lengths are reproducible from (distribution, batch, max_len, seed)
             lens = np.asarray(lengths_for(dist, int(bs), int(max_len) if max_len else None, int(seed or 0)), float)
+            if tokens and int(lens.sum()) != int(tokens):
+                raise ValueError("the distribution draws other lengths now than when this case was measured")
             feats["cv"] = float(lens.std() / lens.mean())
             feats["mean"] = feats["mean"] or float(lens.mean())
             feats["batch_max"] = feats["batch_max"] or float(lens.max())
@@ -807,7 +809,7 @@ def from_results(path: str, source: LengthSource, *, device: str, mode: str, spe
         if best is None or cand[:2] < best[:2]:
             best = cand
     dist, _, key, g, feats = best
-    g = g.copy()
+    g = g.drop_duplicates("strategy", keep="last").copy()  # one row per strategy (the latest)
     if strategies:
         g = g[g["strategy"].isin(set(strategies) | {BASELINE})]
     g["equivalent"] = _equivalent_frame(g).values

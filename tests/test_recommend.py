@@ -285,3 +285,49 @@ def test_busy_machine_is_said(monkeypatch):
     assert "busy" not in quiet
     monkeypatch.setattr("os.getloadavg", lambda: (5.0, 5.0, 5.0))
     assert recommend.machine_load()["busy"] is True
+
+
+def _asv_results(root):
+    """A minimal asv results folder (asv's version-2 format): padded and loop, uniform and lognormal, cpu."""
+    strategies, dists = ["padded", "loop"], ["uniform", "lognormal"]
+    params = [[repr(s) for s in strategies], [repr(d) for d in dists], ["'cpu'"]]
+    t = {("padded", "uniform"): 0.2, ("loop", "uniform"): 0.4, ("padded", "lognormal"): 0.2,
+         ("loop", "lognormal"): 0.1}
+
+    def grid(fn):
+        return [fn(s, d) for s in strategies for d in dists]
+
+    res = {
+        "encoders.Inference.time_step": [grid(lambda s, d: t[s, d]), params, "v"],
+        "encoders.InferenceMetrics.track_tokens_per_s": [grid(lambda s, d: 4000 / t[s, d]), params, "v"],
+        "encoders.InferenceMetrics.track_speedup_vs_padded": [grid(lambda s, d: 0.2 / t[s, d]), params, "v"],
+        "encoders.InferenceMetrics.track_max_rel_err": [grid(lambda s, d: 1e-7), params, "v"],
+        "encoders.InferenceMetrics.track_pad_checks": [grid(lambda s, d: 1.0), params, "v"],
+        "encoders.Lengths.track_padding_ratio": [[0.3, 0.8], [params[1]], "v"],
+        "encoders.Lengths.track_num_tokens": [[5700, 1600], [params[1]], "v"],
+        "encoders.Lengths.track_batch_size": [[32, 32], [params[1]], "v"],
+        "encoders.Lengths.track_max_len": [[256, 256], [params[1]], "v"],
+    }
+    doc = {"commit_hash": "0123456789abcdef0123", "env_name": "existing-py", "date": 1_700_000_000_000,
+           "params": {"machine": "m"}, "requirements": {}, "results": res, "version": 2,
+           "result_columns": ["result", "params", "version"]}
+    (root / "m").mkdir(parents=True)
+    (root / "m" / "machine.json").write_text(json.dumps({"machine": "m", "version": 1}))
+    (root / "m" / "0123456789-existing-py.json").write_text(json.dumps(doc))
+
+
+def test_from_asv_results(capsys, tmp_path, lens_file):
+    _asv_results(tmp_path / "results")
+    lens = tmp_path / "long_tail.npy"
+    np.save(lens, np.r_[np.full(90, 20), np.full(10, 250)])  # batches of 32: mostly padding
+    code, out, err = run_cli(capsys, "recommend", "--lengths", str(lens), "--from-results", str(tmp_path / "results"),
+                             "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["nearest"]["distribution"] == "lognormal" and doc["nearest"]["padding_ratio"] == 0.8
+    assert doc["recommended"] == "loop"
+    assert next(e for e in doc["ranked"] if e["strategy"] == "loop")["speedup_vs_padded"] == 2.0  # asv's own ratio
+    # asv results are the suite's default model: a tiny model matches nothing there
+    code, _, err = run_cli(capsys, "recommend", "--lengths", str(lens_file), *TINY, "--from-results",
+                           str(tmp_path / "results"))
+    assert code == 2 and "no results in" in err

@@ -55,6 +55,7 @@ BATCH_SIZE = int(os.environ.get("PADBENCH_ASV_BATCH", "16"))
 MAX_LEN = int(os.environ.get("PADBENCH_ASV_MAX_LEN", "256"))
 SEED = 0
 BASELINE = "padded"
+WARMUP_STEPS = 2  # before anything is timed: a fresh process's first steps are slow
 # asv keys its history on a benchmark's version, by default a hash of its source: any edit of
 # this plumbing would orphan every earlier result. Bump this when what is measured changes.
 SUITE_VERSION = "padbench-asv-1"
@@ -111,7 +112,8 @@ def prepared(strategy: str, distribution: str, device: str, mode: str):
         raise SkipNotImplemented(f"padbench.runner not importable at this commit: {exc}")
     try:
         prep = prepare(make_case(strategy, distribution, device, mode))
-        prep.step()  # warm-up: lazy init, compilation, allocator growth
+        for _ in range(WARMUP_STEPS):  # lazy init, compilation, allocator growth, kernel caches
+            prep.step()
     except UnsupportedError as exc:
         raise SkipNotImplemented(str(exc))
     except Exception as exc:  # unknown strategy name at this commit

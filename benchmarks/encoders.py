@@ -31,7 +31,7 @@ class _Step(EncoderBenchmark):
     # One batch is 10 ms .. 2 s on 2 CPU cores: time single calls, a few samples each.
     number = 1
     repeat = (3, 10, 10.0)
-    warmup_time = 0.0  # setup already ran one warm-up step
+    warmup_time = 0.3  # on top of setup's warm-up steps (asv --quick sets 0)
     min_run_count = 1
 
     def time_step(self, cache, strategy, distribution, device):
@@ -43,7 +43,7 @@ class _PeakMem(EncoderBenchmark):
 
     def setup(self, cache, strategy, distribution, device):
         super().setup(cache, strategy, distribution, device)
-        # The warm-up step has run; reset the high-water mark so that asv's reading is the
+        # The warm-up steps have run; reset the high-water mark so that asv's reading is the
         # process's peak RSS while one batch runs (torch, model and batch included).
         reset_peak_rss()
 

@@ -212,3 +212,33 @@ def test_report_reads_asv_results(tmp_path):
     assert "asv testmachine @ 01234567" in page
     assert "2.00×" in page  # loop over padded, tracked by asv in one process
     assert len(re.findall(r"<img ", page)) == 1
+
+
+def test_install_dashboard_offline_files(tmp_path):
+    pytest.importorskip("asv_tachyon")
+    html = tmp_path / "html"
+    html.mkdir()
+    (html / "index.html").write_text("<script src='https://code.jquery.com/jquery.js'></script>")
+    params = {"machine": "m", "python": "3.11", "branch": "main"}
+    (html / "index.json").write_text(json.dumps({
+        "revision_to_hash": {"3": "a" * 40}, "benchmarks": {"encoders.Inference.time_step": {}},
+        "graph_param_list": [params]}))
+    index = report.install_dashboard(html)
+    page = index.read_text()
+    assert "https://" not in page and "assets/" in page
+    for src in re.findall(r'(?:src|href)="\./([^"]+)"', page):
+        assert (html / src).exists(), src
+    assert (html / "index.legacy.html").exists()
+    commits = json.loads((html / "commits.json").read_text())
+    assert commits["by_revision"]["3"] and "a" * 40 in commits["by_hash"]
+    graphs = list((html / "graphs").rglob("*.json"))
+    samples = list((html / "samples").rglob("*.json"))
+    assert len(graphs) == 1 and json.loads(graphs[0].read_text()) == []
+    assert len(samples) == 1 and json.loads(samples[0].read_text()) == {}
+
+
+def test_install_dashboard_needs_published_site(tmp_path):
+    from padbench.errors import PadbenchError
+
+    with pytest.raises(PadbenchError, match="asv publish"):
+        report.install_dashboard(tmp_path)

@@ -400,6 +400,16 @@ def _table(df: pd.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def _note(g: pd.DataFrame) -> str:
+    if (g.get("kind") == "asv").any():
+        return ('<p class="meta">asv results: "ms / batch" is asv\'s <code>time_step</code> benchmark '
+                '(one process per case; a single sample in <code>--quick</code> runs); tokens/s, speedup and '
+                'efficiency were measured together in one process by the suite\'s <code>setup_cache</code>; '
+                'peak MiB is the process\'s peak RSS while one batch runs (CPU) or CUDA max allocated.</p>')
+    return ('<p class="meta">padbench run: every number of a row comes from one <code>measure_case</code>; '
+            'peak MiB is measured in a fresh process.</p>')
+
+
 def _slug(*parts) -> str:
     s = "-".join(str(p) for p in parts)
     return "".join(c if c.isalnum() else "-" for c in s).strip("-").lower()
@@ -455,6 +465,7 @@ def build_report(results_paths_or_dirs=("results",), out_dir: str | os.PathLike 
 <img class="plot" src="{png.name}" alt="tokens/s and speedup over padded vs padding ratio, and peak memory: {html.escape(title)}" width="1350" height="414">
 <h3>Every case</h3>
 <div class="scroll">{_table(g)}</div>
+{_note(g)}
 </section>""")
         nav.append(f'<a href="#{anchor}">{html.escape(device.upper())} {html.escape(mode)} ({html.escape(run)})</a>')
 

@@ -297,7 +297,7 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
     phases: dict[str, float] = {}
 
     def phase(name):
-        phases[name] = round(time.monotonic() - start - sum(phases.values()), 2)
+        phases[name] = round(max(0.0, time.monotonic() - start - sum(phases.values())), 2)
     draws_measured = 1
 
     def case(strategy, i):

@@ -88,6 +88,7 @@ def test_non_equivalent_strategy_is_never_recommended(capsys, lens_file, monkeyp
         return rec
 
     fake_time = {"packed": 0.001, "loop": 0.01, "padded": 0.02}
+    monkeypatch.setattr(recommend, "SCREEN_SKIP_MIN_S", 1e9)  # real first batches decide nothing here
     monkeypatch.setattr(recommend, "measure_case", failing)
     monkeypatch.setattr(recommend, "_block", lambda prepared, block_s: fake_time[prepared.case.strategy])
     code, out, err = run_cli(capsys, "recommend", "--lengths", str(lens_file), *FAST, *STRATS, "--json")
@@ -244,6 +245,7 @@ def test_cuda_without_gpu(capsys, lens_file):
 
 
 def test_time_budget_cuts_further_draws(capsys, lens_file, monkeypatch):
+    monkeypatch.setattr(recommend, "SCREEN_SKIP_MIN_S", 1e9)
     monkeypatch.setattr(recommend, "_block", lambda prepared, block_s: {"padded": 0.02, "loop": 0.01}[prepared.case.strategy])
     argv = ["recommend", "--lengths", str(lens_file), *TINY, "--no-progress", "--no-memory", "--strategies", "padded,loop"]
     code, out, err = run_cli(capsys, *argv, "--time-budget", "0", "--json")

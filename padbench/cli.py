@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +21,7 @@ from .runner import check_device, check_distribution, measure_case, sweep_cases
 from .strategies import MODES, names, strategy_class
 from .table import comparison
 
-DEFAULT_DISTS = ("uniform", "lognormal", "constant", "bimodal")
+DEFAULT_DISTS = ("uniform", "lognormal", "constant")
 # Modules that add their own subcommand with add_parser(subparsers).
 FEATURE_MODULES = ("padbench.kernel_bench", "padbench.report", "padbench.recommend", "padbench.check")
 
@@ -174,7 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_torch_notices() -> None:
+    """Keep PyTorch's prototype/tracing notices out of padbench's table output."""
+    warnings.filterwarnings("ignore", message=".*nested tensors is in prototype.*")
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+
+
 def main(argv=None) -> int:
+    quiet_torch_notices()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -34,7 +33,12 @@ def synchronize(device) -> None:
 def time_fn(fn: Callable[[], object], device="cpu", *, min_run_time: float = 1.0, max_run_time: float = 8.0) -> tuple[float, float]:
     """(median seconds per call, relative spread = IQR / median). ``fn`` must synchronize itself."""
     timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    m = timer.adaptive_autorange(threshold=0.05, min_run_time=min_run_time, max_run_time=max_run_time)
+    first = timer.timeit(1)
+    if first.median * 3 >= max_run_time:
+        # A slow case (seconds per batch): the median of three single runs, not minutes of samples.
+        m = tbench.Measurement.merge([first, timer.timeit(1), timer.timeit(1)])[0]
+    else:
+        m = timer.adaptive_autorange(threshold=0.05, min_run_time=min_run_time, max_run_time=max_run_time)
     return float(m.median), float(m.iqr / m.median) if m.median > 0 else 0.0
 
 
@@ -53,9 +57,12 @@ def useful_flops(lengths, spec, mode: str = "inference") -> float:
     return float(forward * (3.0 if mode == "training" else 1.0))
 
 
-@functools.lru_cache(maxsize=None)
 def matmul_flops(device: str, dtype: torch.dtype, d_model: int, dim_feedforward: int, tokens: int = 4096) -> float:
-    """Measured FLOP/s of a dense ``[tokens, d] @ [d, ff]`` GEMM (the model's FFN) on ``device``."""
+    """Measured FLOP/s of a dense ``[tokens, d] @ [d, ff]`` GEMM (the model's FFN) on ``device``.
+
+    Measured again for every case, right after its timing, so that a busy or throttled machine
+    moves both sides of ``efficiency`` together.
+    """
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(tokens, d_model, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(d_model, dim_feedforward, generator=gen).to(device=device, dtype=dtype)
@@ -64,9 +71,8 @@ def matmul_flops(device: str, dtype: torch.dtype, d_model: int, dim_feedforward:
         torch.mm(a, b)
         synchronize(device)
 
-    for _ in range(3):
-        gemm()
-    median, _ = time_fn(gemm, device, min_run_time=0.5, max_run_time=3.0)
+    gemm()
+    median, _ = time_fn(gemm, device, min_run_time=0.3, max_run_time=1.0)
     return 2.0 * tokens * d_model * dim_feedforward / median
 
 

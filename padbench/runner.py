@@ -10,6 +10,7 @@ an unsupported combination, an OOM or an error is recorded, never raised.
 from __future__ import annotations
 
 import functools
+import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 
@@ -178,8 +179,10 @@ def measure_case(
         except UnsupportedError as exc:
             rec.update(status="unsupported", message=str(exc))
             return rec
-        for _ in range(3 if prepared.strategy.needs_warmup else 2):
-            prepared.step()
+        warmup_start = time.perf_counter()
+        prepared.step()
+        if prepared.strategy.needs_warmup or time.perf_counter() - warmup_start < max_run_time / 3:
+            prepared.step()  # a second warm-up unless one batch already takes seconds
         if isinstance(prepared.strategy, NestedFastpath):
             taken = prepared.strategy.probe(prepared.step)
             rec["fastpath_taken"] = taken

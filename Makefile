@@ -16,6 +16,9 @@ install: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/padbench run --device cpu --mode both --strategies all
+	$(VENV)/bin/asv publish
+	$(VENV)/bin/padbench report results --out html/report --dashboard html
+	@echo "open: python -m http.server -d html 8000  ->  http://127.0.0.1:8000/ (asv dashboard), http://127.0.0.1:8000/report/ (report)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

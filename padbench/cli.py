@@ -49,9 +49,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--norm-first", action="store_true")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16, float16, float64")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def spec_from_args(args) -> EncoderSpec:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
     return EncoderSpec(args.d_model, args.nhead, args.ff, args.layers, args.activation, args.norm_first, parse_dtype(args.dtype))
 
 

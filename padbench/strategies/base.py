@@ -8,6 +8,8 @@ else raises `UnsupportedError` with the reason.
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 from torch import nn
 
@@ -27,6 +29,8 @@ class Strategy:
     modes: frozenset = frozenset(MODES)
     # True when the first call does one-time work (compilation) that must not be timed or probed.
     needs_warmup: bool = False
+    # A torch module the strategy needs (older torch releases lack some).
+    requires_module: str | None = None
 
     def __init__(self, encoder: nn.TransformerEncoder):
         self.encoder = encoder
@@ -41,6 +45,11 @@ class Strategy:
             return f"{cls.name} does not run on {device} (runs on: {', '.join(sorted(cls.devices))})"
         if mode not in cls.modes:
             return f"{cls.name} does not support {mode} (supports: {', '.join(sorted(cls.modes))})"
+        if cls.requires_module:
+            try:
+                importlib.import_module(cls.requires_module)
+            except ImportError:
+                return f"this torch ({torch.__version__}) has no {cls.requires_module}"
         return None
 
     @classmethod

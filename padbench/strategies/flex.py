@@ -22,16 +22,13 @@ class Flex(Strategy):
     name = "flex"
     summary = "compiled FlexAttention, document mask over packed tokens"
     needs_warmup = True
+    requires_module = "torch.nn.attention.flex_attention"
 
     @classmethod
     def unsupported_reason(cls, device, mode, dtype=torch.float32):
         reason = super().unsupported_reason(device, mode, dtype)
         if reason:
             return reason
-        try:
-            import torch.nn.attention.flex_attention  # noqa: F401
-        except ImportError:
-            return f"this torch ({torch.__version__}) has no FlexAttention"
         if device == "cpu" and mode == "training":
             return "FlexAttention does not support backward on CPU"
         return None

@@ -17,16 +17,13 @@ class VarlenAttn(Strategy):
     name = "varlen_attn"
     summary = "torch.nn.attention.varlen.varlen_attn over packed tokens (CUDA)"
     devices = frozenset({"cuda"})
+    requires_module = "torch.nn.attention.varlen"
 
     @classmethod
     def unsupported_reason(cls, device, mode, dtype=torch.float32):
         reason = super().unsupported_reason(device, mode, dtype)
         if reason:
             return reason
-        try:
-            import torch.nn.attention.varlen  # noqa: F401
-        except ImportError:
-            return f"this torch ({torch.__version__}) has no torch.nn.attention.varlen"
         if dtype not in (torch.float16, torch.bfloat16):
             return f"varlen_attn (FlashAttention) needs float16 or bfloat16, not {str(dtype).replace('torch.', '')}"
         return None

@@ -1,0 +1,131 @@
+"""The published pages, opened in headless Chromium the way a person opens them.
+
+A fixture builds the site into a temporary folder from the committed asv results
+(``results/<machine>/``; ``html/`` need not exist): ``asv publish --html-dir``, the offline
+dashboard UI (`padbench.report.install_dashboard`) and the report (`padbench.report.build_report`
+into ``<site>/report``). It is served on 127.0.0.1 and each page must load with no uncaught
+exception, no console.error, no error log entry, no failed request, and must not render blank;
+the report must show one loaded plot per device and mode, the dashboard must draw a graph.
+
+Skipped only when no Chromium is installed (CI installs it: ``apt-get install chromium``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from padbench import asv_results, report
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from browser import Browser, find_chromium, serve_dir  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not find_chromium():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    with Browser(width=1280, height=900) as b:
+        yield b
+
+
+def _asv() -> list[str]:
+    exe = Path(sys.executable).parent / "asv"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("asv")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "asv"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    if not asv_results.is_asv_results_dir(RESULTS):
+        pytest.fail(f"no asv results committed under {RESULTS}/<machine>/ (see docs/asv.md)")
+    html = tmp_path_factory.mktemp("site") / "html"
+    proc = subprocess.run([*_asv(), "publish", "--no-pull", "--html-dir", str(html)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"asv publish failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert (html / "index.json").exists()
+    report.install_dashboard(html, repo=REPO)
+    report.build_report([RESULTS], html / "report")
+    with serve_dir(html) as url:
+        yield html, url
+
+
+def _assert_clean(page):
+    assert not page.problems, f"{page.url}:\n  " + "\n  ".join(page.problems)
+
+
+def test_report_page_shows_every_plot(site, browser):
+    html, url = site
+    sections = len(list((html / "report").glob("plot-*.png")))
+    assert sections >= 1
+    ready = ("document.images.length > 0 && Array.from(document.images).every("
+             "i => i.complete && i.naturalWidth > 0)")
+    page = browser.check_page(url + "report/", ready=ready)
+    _assert_clean(page)
+    n_img = browser_eval(browser, url + "report/",
+                         "Array.from(document.querySelectorAll('section img.plot'))"
+                         ".filter(i => i.complete && i.naturalWidth > 0).length")
+    n_sec = browser_eval(browser, url + "report/", "document.querySelectorAll('section').length")
+    assert n_sec == sections and n_img == sections
+    assert any(u.endswith(".png") for u in page.requests)
+
+
+def browser_eval(browser, url, expression, ready="document.readyState === 'complete'"):
+    """Value of a JS expression on a freshly loaded page."""
+    session = browser.open_tab()
+    try:
+        start = len(browser.events)
+        browser.send("Page.navigate", {"url": url}, session=session)
+        browser.wait_event("Page.loadEventFired", session=session, start=start)
+        import time
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not browser.evaluate(session, f"Boolean({ready})"):
+            time.sleep(0.2)
+        return browser.evaluate(session, expression)
+    finally:
+        browser.close_tab(session)
+
+
+# The asv-tachyon UI draws a benchmark's graph with uPlot into a <canvas> (only when the
+# benchmark has data): it must exist, have a size, and have pixels drawn on it.
+GRAPH_DRAWN = """Array.from(document.querySelectorAll('canvas')).some(c => {
+  if (c.width < 100 || c.height < 50) return false;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let drawn = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) drawn++;
+  return drawn > 200;
+})"""
+GRAPHED = "encoders.Inference.time_step"
+
+
+def _local_only(page):
+    foreign = [u for u in page.requests if not u.startswith(("http://127.0.0.1", "data:", "blob:"))]
+    assert not foreign, f"requests leave the machine (CDN?): {foreign}"
+
+
+def test_asv_dashboard_overview(site, browser):
+    html, url = site
+    page = browser.check_page(url, ready=f"document.body.innerText.includes('{GRAPHED}')", ready_timeout=40)
+    _assert_clean(page)
+    _local_only(page)
+    assert any(u.endswith("index.json") for u in page.requests)
+
+
+def test_asv_dashboard_draws_a_graph(site, browser):
+    html, url = site
+    page = browser.check_page(f"{url}#view=explore&bench={GRAPHED}", ready=GRAPH_DRAWN, ready_timeout=40)
+    _assert_clean(page)
+    _local_only(page)
+    assert any(f"/graphs/" in u and u.endswith(f"{GRAPHED}.json") for u in page.requests)

@@ -93,8 +93,11 @@ def load(paths=("results",)) -> pd.DataFrame:
             host = df["env_hostname"] if "env_hostname" in df else "?"
             df["origin"] = "padbench on " + pd.Series(host, index=df.index).astype(str)
             frames.append(df)
-        if p.is_dir() and asv_results.is_asv_results_dir(p):
-            df = asv_results.load(p)
+        machine_dir = p.is_dir() and (p / "machine.json").exists()  # results/<machine>/
+        if machine_dir or (p.is_dir() and asv_results.is_asv_results_dir(p)):
+            df = asv_results.load(p.parent if machine_dir else p)
+            if machine_dir and not df.empty:
+                df = df[df["env_machine"] == p.name].reset_index(drop=True)
             if not df.empty:
                 df["kind"] = "asv"
                 df["run"] = ("asv " + df["env_machine"].astype(str) + " @ "
@@ -110,7 +113,7 @@ def load(paths=("results",)) -> pd.DataFrame:
                 df["run_time"] = df["env_date"]
                 df["origin"] = "asv on " + df["env_machine"].astype(str)
                 frames.append(df)
-        if not pb_files and not (p.is_dir() and asv_results.is_asv_results_dir(p)) and not (
+        if not pb_files and not machine_dir and not (p.is_dir() and asv_results.is_asv_results_dir(p)) and not (
                 p.is_file() and p.suffix == ".json"):
             raise PadbenchError(f"{p}: neither a padbench run file (*{results.SUFFIX}) nor asv results")
     if not frames:

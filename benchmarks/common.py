@@ -237,33 +237,6 @@ def measure_one(case) -> dict:
     return runner.measure_case(case, **kwargs)
 
 
-class _ReferenceMemo:
-    """Within one setup_cache, compute each float64 reference once per (weights, batch): every
-    strategy of a distribution is checked against the same reference output (runner caches
-    the encoder and batch, and no step changes the weights: training runs no optimizer)."""
-
-    def __enter__(self):
-        try:
-            from padbench import equivalence
-        except ImportError:
-            self.mod = None
-            return self
-        self.mod, self.orig, memo = equivalence, equivalence.reference, {}
-
-        def reference(encoder, batch, *, grads=False):
-            key = (id(encoder), id(batch), bool(grads))
-            if key not in memo:
-                memo[key] = (encoder, batch, self.orig(encoder, batch, grads=grads))
-            return memo[key][2]
-
-        equivalence.reference = reference
-        return self
-
-    def __exit__(self, *exc):
-        if self.mod is not None:
-            self.mod.reference = self.orig
-
-
 def metrics_cache(mode: str) -> dict:
     """Measure every (strategy, distribution, device) of `mode` in this one process.
 
@@ -274,8 +247,7 @@ def metrics_cache(mode: str) -> dict:
     _set_threads()
     cases: dict = {}
     started = time.time()
-    with _ReferenceMemo():
-        _measure_all(mode, cases)
+    _measure_all(mode, cases)
     return {"cases": cases, "meta": {"mode": mode, "seconds": time.time() - started,
                                      "batch_size": BATCH_SIZE, "max_len": MAX_LEN}}
 

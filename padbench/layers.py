@@ -5,6 +5,12 @@ on ``x`` whose last dim is d_model: packed ``[T, d]`` tokens, a jagged nested te
 ``[1, L, d]`` sequence. Only attention needs to know where sequences begin and end, so a
 strategy supplies ``attend(q, k, v)`` (last dim d_model, heads not yet split) and every dense
 layer (projections, FFN, LayerNorm) runs on real tokens alone.
+
+Without autograd, packed ``[T, d]`` tokens take `_dense_block_inplace`: the same math, with
+bias, residual and activation applied in place in reused chunk buffers. On CPU the plain
+version spends about 30% of a layer's dense time allocating and faulting in fresh
+``[T, dim_feedforward]`` temporaries (measured on the default model, uniform lengths,
+2 threads: 31 ms against 22 ms per layer).
 """
 
 from __future__ import annotations
@@ -33,7 +39,65 @@ def _feed_forward(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.T
     return layer.linear2(_activation(layer, layer.linear1(x)))
 
 
+# Tokens per chunk of the in-place dense block on CPU: keeps the [chunk, dim_feedforward]
+# intermediate near cache and the workspace bounded; on GPU one chunk (large GEMMs are faster).
+CPU_CHUNK_TOKENS = 2048
+
+
+def _inplace_activation(layer: nn.TransformerEncoderLayer, h: torch.Tensor) -> torch.Tensor:
+    act = layer.activation
+    if act is F.relu or isinstance(act, nn.ReLU):
+        return h.relu_()
+    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
+        return torch.ops.aten.gelu_(h)
+    return h.copy_(_activation(layer, h))
+
+
+def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _dense_block_inplace(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Everything after attention (out projection, residuals, norms, FFN) on ``[T, d]`` tokens,
+    chunk by chunk into reused buffers. ``a`` is attention's output, heads merged."""
+    out_proj, lin1, lin2 = layer.self_attn.out_proj, layer.linear1, layer.linear2
+    tokens = x.shape[0]
+    chunk = max(1, min(tokens, CPU_CHUNK_TOKENS if x.device.type == "cpu" else tokens))
+    out = torch.empty_like(x)
+    y_buf, z_buf = x.new_empty(chunk, x.shape[1]), x.new_empty(chunk, x.shape[1])
+    h_buf = x.new_empty(chunk, lin1.out_features)
+    for start in range(0, tokens, chunk):
+        stop = min(start + chunk, tokens)
+        n = stop - start
+        xs = x[start:stop]
+        y = torch.addmm(xs, a[start:stop], out_proj.weight.t(), out=y_buf[:n])
+        if out_proj.bias is not None:
+            y.add_(out_proj.bias)
+        if not layer.norm_first:
+            y = _layer_norm(layer.norm1, y)
+        ffn_in = _layer_norm(layer.norm2, y) if layer.norm_first else y
+        if lin1.bias is not None:
+            h = torch.addmm(lin1.bias, ffn_in, lin1.weight.t(), out=h_buf[:n])
+        else:
+            h = torch.mm(ffn_in, lin1.weight.t(), out=h_buf[:n])
+        h = _inplace_activation(layer, h)
+        z = torch.addmm(y, h, lin2.weight.t(), out=z_buf[:n])
+        if lin2.bias is not None:
+            z.add_(lin2.bias)
+        out[start:stop] = z if layer.norm_first else _layer_norm(layer.norm2, z)
+    return out
+
+
+def _use_inplace(x: torch.Tensor) -> bool:
+    return not torch.is_grad_enabled() and not x.is_nested and x.dim() == 2 and x.layout == torch.strided
+
+
 def layer_forward(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend) -> torch.Tensor:
+    if _use_inplace(x):
+        mha = layer.self_attn
+        attn_in = _layer_norm(layer.norm1, x) if layer.norm_first else x
+        q, k, v = F.linear(attn_in, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+        return _dense_block_inplace(layer, x, attend(q, k, v))
     if layer.norm_first:
         x = x + _self_attention(layer, layer.norm1(x), attend)
         return x + _feed_forward(layer, layer.norm2(x))

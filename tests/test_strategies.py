@@ -104,3 +104,16 @@ def test_checks_catch_a_leaking_strategy(monkeypatch):
     assert result["max_rel_err"] > 1e-2
     assert result["grad_rel_err"] > 1e-2
     assert result["pad_invariant"] is False
+
+
+@pytest.mark.parametrize("norm_first, activation", [(False, "gelu"), (True, "gelu"), (False, "relu"), (True, "relu")])
+def test_inplace_dense_block_matches_reference_across_chunks(monkeypatch, norm_first, activation):
+    """The no-grad dense path (chunked, in place) for both layer orders and activations, with
+    chunks small enough that sequences straddle chunk boundaries."""
+    from padbench import layers
+
+    monkeypatch.setattr(layers, "CPU_CHUNK_TOKENS", 7)
+    spec = EncoderSpec(d_model=32, nhead=4, dim_feedforward=64, num_layers=2, norm_first=norm_first,
+                       activation=activation)
+    for name in ("packed", "flex") if norm_first else ("packed",):
+        assert_equivalent(Case(name, "bimodal", mode="inference", batch_size=5, max_len=30, spec=spec, seed=4))

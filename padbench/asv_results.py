@@ -298,6 +298,32 @@ def register_machine(name: str | None = None) -> str:
     return name
 
 
+def timings(path: str | os.PathLike) -> pd.Series:
+    """Every measured ``time_*`` median of one asv result file, indexed by (benchmark, params)."""
+    with open(path) as f:
+        doc = json.load(f)
+    values = {}
+    for name in doc.get("results", {}):
+        if not name.split(".")[-1].startswith("time_"):
+            continue
+        for combo, value, _ in _expand(doc, name):
+            if _is_value(value):
+                values[(name, ", ".join(str(c) for c in combo))] = float(value)
+    return pd.Series(values, dtype=float)
+
+
+def repeatability(path_a: str | os.PathLike, path_b: str | os.PathLike) -> pd.DataFrame:
+    """Per case, the two runs' medians and their relative difference ``|a - b| / min(a, b)``.
+
+    asv files a second run of one commit over the first, so copy the first run's file away
+    before running again."""
+    a, b = timings(path_a), timings(path_b)
+    both = pd.DataFrame({"a_s": a, "b_s": b}).dropna()
+    both["rel_diff"] = (both.a_s - both.b_s).abs() / both[["a_s", "b_s"]].min(axis=1)
+    both.index.names = ["benchmark", "params"]
+    return both.sort_values("rel_diff")
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -308,9 +334,23 @@ def main(argv=None) -> int:
     m.add_argument("--name", help="override the name (default: gpu-<gpu> or cpu-<N>core-<cpu>)")
     s = sub.add_parser("show", help="print the asv results as padbench rows")
     s.add_argument("results_dir", nargs="?", default="results")
+    r = sub.add_parser("repeat", help="how much two runs' timings of the same cases differ")
+    r.add_argument("first", help="asv result file of the first run (a copy)")
+    r.add_argument("second", help="asv result file of the second run")
     args = parser.parse_args(argv)
     if args.cmd == "machine":
         print(register_machine(args.name))
+        return 0
+    if args.cmd == "repeat":
+        df = repeatability(args.first, args.second)
+        if df.empty:
+            print("no timing measured in both files")
+            return 1
+        with pd.option_context("display.width", 200, "display.max_rows", None, "display.max_colwidth", 80):
+            print(df.to_string(float_format=lambda v: f"{v:.4g}"))
+        for group, part in [("all", df)] + list(df.groupby(df.index.get_level_values(0).str.split(".").str[0])):
+            print(f"{group}: {len(part)} cases, median difference {100 * part.rel_diff.median():.1f}%, "
+                  f"{int((part.rel_diff < 0.05).sum())} within 5%, worst {100 * part.rel_diff.max():.1f}%")
         return 0
     df = load(args.results_dir)
     cols = [c for c in ("env_machine", "env_git_commit", "mode", "distribution", "strategy", "device", "status",

@@ -242,3 +242,19 @@ def test_install_dashboard_needs_published_site(tmp_path):
 
     with pytest.raises(PadbenchError, match="asv publish"):
         report.install_dashboard(tmp_path)
+
+
+def test_asv_repeatability(tmp_path):
+    first = asv_result_file(tmp_path / "a")
+    second_dir = tmp_path / "b"
+    second = asv_result_file(second_dir)
+    doc = json.loads(second.read_text())
+    entry = doc["results"]["encoders.Inference.time_step"]
+    values = entry[0]
+    entry[0] = [v * 1.1 if isinstance(v, float) and v == v else v for v in values]
+    second.write_text(json.dumps(doc))
+    df = asv_results.repeatability(first, second)
+    measured = [v for v in values if isinstance(v, float) and v == v]
+    assert len(df) == len(measured)
+    assert df.rel_diff.to_numpy() == pytest.approx(0.1)
+    assert asv_results.main(["repeat", str(first), str(second)]) == 0

@@ -28,9 +28,12 @@ from .common import (
 
 
 class _Step(EncoderBenchmark):
-    # One batch is 10 ms .. 2 s on 2 CPU cores: time single calls, a few samples each.
-    number = 1
-    repeat = (3, 10, 10.0)
+    # One batch is 10 ms .. 2 s on 2 CPU cores. Single steps time bimodally there (e.g. 37 or
+    # 47 ms for packed/uniform in one process), so short steps are averaged over
+    # `sample_time` per sample, and more samples are taken.
+    number = 0
+    sample_time = 0.2
+    repeat = (5, 20, 20.0)
     warmup_time = 0.3  # on top of setup's warm-up steps (asv --quick sets 0)
     min_run_count = 1
 

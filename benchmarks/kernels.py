@@ -56,9 +56,12 @@ class _Kernel:
     param_names = ("method", "distribution", "device")
     params = (METHODS, DISTRIBUTIONS, DEVICES)
     timeout = 600
-    # one call is 0.1 ms (CUDA) .. seconds (NJT on CPU): time single calls, a few samples each
-    number = 1
-    repeat = (3, 20, 10.0)
+    # One call is 0.1 ms (CUDA) .. seconds (NJT on CPU). Single calls of a few ms time
+    # bimodally on 2 cores (measured: two full runs differed by 6.8% in median with number=1),
+    # so asv picks `number` to fill `sample_time` and each sample averages several calls.
+    number = 0
+    sample_time = 0.05
+    repeat = (5, 20, 10.0)
     warmup_time = 0.0  # setup already ran one warm-up call
 
     def setup(self, method, distribution, device):

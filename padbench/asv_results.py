@@ -326,6 +326,7 @@ def repeatability(path_a: str | os.PathLike, path_b: str | os.PathLike) -> pd.Da
 
 def main(argv=None) -> int:
     import argparse
+    import sys
 
     parser = argparse.ArgumentParser(prog="python -m padbench.asv_results",
                                      description="asv helpers: name and register this machine; summarise results.")
@@ -342,7 +343,11 @@ def main(argv=None) -> int:
         print(register_machine(args.name))
         return 0
     if args.cmd == "repeat":
-        df = repeatability(args.first, args.second)
+        try:
+            df = repeatability(args.first, args.second)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"padbench.asv_results repeat: cannot read asv results: {exc}", file=sys.stderr)
+            return 2
         if df.empty:
             print("no timing measured in both files")
             return 1

@@ -258,3 +258,8 @@ def test_asv_repeatability(tmp_path):
     assert len(df) == len(measured)
     assert df.rel_diff.to_numpy() == pytest.approx(0.1)
     assert asv_results.main(["repeat", str(first), str(second)]) == 0
+
+
+def test_asv_repeatability_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert asv_results.main(["repeat", str(tmp_path / "nope.json"), str(tmp_path / "nope2.json")]) == 2
+    assert "cannot read asv results" in capsys.readouterr().err

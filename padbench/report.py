@@ -517,6 +517,27 @@ def _git_subjects(repo: Path | None = None) -> dict[str, str]:
     return dict(line.split("\0", 1) for line in out.stdout.splitlines() if "\0" in line)
 
 
+def _default_to_a_real_environment(index: dict) -> dict:
+    """Order ``index.json`` so that the UI's default selection names graphs that exist.
+
+    asv-tachyon starts from the first value of every parameter, and skips null ones. An
+    environment from ``asv run -E existing`` has null for every matrix requirement, so with
+    both kinds of results the first values mixed two environments into a combination asv
+    never published (every graph request then fails). Environments with no null come first,
+    and each parameter's list starts with that environment's value.
+    """
+    envs = index.get("graph_param_list") or []
+    if not envs:
+        return index
+    envs = sorted(envs, key=lambda e: sum(v is None for v in e.values()))
+    index["graph_param_list"] = envs
+    first = envs[0]
+    for key, values in (index.get("params") or {}).items():
+        if key in first and first[key] in values:
+            index["params"][key] = [first[key]] + [v for v in values if v != first[key]]
+    return index
+
+
 def install_dashboard(html_dir: str | os.PathLike = "html", repo: str | os.PathLike | None = None) -> Path:
     """Make an ``asv publish`` output work offline; returns its index.html.
 
@@ -544,7 +565,8 @@ def install_dashboard(html_dir: str | os.PathLike = "html", repo: str | os.PathL
     with contextlib.redirect_stdout(io.StringIO()):
         tachyon.cmd_install(html_dir, backup=True)
 
-    index = json.loads(index_json.read_text())
+    index = _default_to_a_real_environment(json.loads(index_json.read_text()))
+    index_json.write_text(json.dumps(index))
     rev_to_hash = {str(k): v for k, v in (index.get("revision_to_hash") or {}).items()}
     subjects = _git_subjects(Path(repo) if repo else None)
     by_hash = {h: subjects.get(h, h[:8]) for h in rev_to_hash.values()}

@@ -263,3 +263,17 @@ def test_asv_repeatability(tmp_path):
 def test_asv_repeatability_missing_file_is_a_clear_error(tmp_path, capsys):
     assert asv_results.main(["repeat", str(tmp_path / "nope.json"), str(tmp_path / "nope2.json")]) == 2
     assert "cannot read asv results" in capsys.readouterr().err
+
+
+def test_dashboard_defaults_to_an_environment_asv_published():
+    """`asv run -E existing` results have null requirements; the UI's default selection (the
+    first value of each parameter) must still name one real environment."""
+    existing = {"python": "/x/.venv/bin/python3", "torch": None, "numpy": None, "machine": "m"}
+    built = {"python": "3.11", "torch": "2.13.0", "numpy": "", "machine": "m"}
+    index = {"graph_param_list": [existing, built],
+             "params": {"python": ["/x/.venv/bin/python3", "3.11"], "torch": ["2.13.0", None],
+                        "numpy": ["", None], "machine": ["m"]}}
+    out = report._default_to_a_real_environment(index)
+    assert out["graph_param_list"][0] == built
+    assert {k: v[0] for k, v in out["params"].items()} == built
+    assert sorted(map(str, out["params"]["torch"])) == ["2.13.0", "None"]

@@ -30,10 +30,16 @@ def _activation(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Ten
     return act(x) if callable(act) else F.relu(x)
 
 
-def _self_attention(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend) -> torch.Tensor:
+def _attention(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend) -> torch.Tensor:
+    """QKV projection and attention, heads merged, before the output projection."""
     mha = layer.self_attn
     q, k, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
-    return F.linear(attend(q, k, v), mha.out_proj.weight, mha.out_proj.bias)
+    return attend(q, k, v)
+
+
+def _self_attention(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend) -> torch.Tensor:
+    out_proj = layer.self_attn.out_proj
+    return F.linear(_attention(layer, x, attend), out_proj.weight, out_proj.bias)
 
 
 def _feed_forward(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Tensor:
@@ -54,10 +60,6 @@ def _inplace_activation(layer: nn.TransformerEncoderLayer, h: torch.Tensor) -> t
     return h.copy_(_activation(layer, h))
 
 
-def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-
-
 def _dense_block_inplace(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """Everything after attention (out projection, residuals, norms, FFN) on ``[T, d]`` tokens,
     chunk by chunk into reused buffers. ``a`` is attention's output, heads merged."""
@@ -75,8 +77,8 @@ def _dense_block_inplace(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: 
         if out_proj.bias is not None:
             y.add_(out_proj.bias)
         if not layer.norm_first:
-            y = _layer_norm(layer.norm1, y)
-        ffn_in = _layer_norm(layer.norm2, y) if layer.norm_first else y
+            y = layer.norm1(y)
+        ffn_in = layer.norm2(y) if layer.norm_first else y
         if lin1.bias is not None:
             h = torch.addmm(lin1.bias, ffn_in, lin1.weight.t(), out=h_buf[:n])
         else:
@@ -85,7 +87,7 @@ def _dense_block_inplace(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: 
         z = torch.addmm(y, h, lin2.weight.t(), out=z_buf[:n])
         if lin2.bias is not None:
             z.add_(lin2.bias)
-        out[start:stop] = z if layer.norm_first else _layer_norm(layer.norm2, z)
+        out[start:stop] = z if layer.norm_first else layer.norm2(z)
     return out
 
 
@@ -95,10 +97,8 @@ def _use_inplace(x: torch.Tensor) -> bool:
 
 def layer_forward(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend) -> torch.Tensor:
     if _use_inplace(x):
-        mha = layer.self_attn
-        attn_in = _layer_norm(layer.norm1, x) if layer.norm_first else x
-        q, k, v = F.linear(attn_in, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
-        return _dense_block_inplace(layer, x, attend(q, k, v))
+        attn_in = layer.norm1(x) if layer.norm_first else x
+        return _dense_block_inplace(layer, x, _attention(layer, attn_in, attend))
     if layer.norm_first:
         x = x + _self_attention(layer, layer.norm1(x), attend)
         return x + _feed_forward(layer, layer.norm2(x))

@@ -406,6 +406,8 @@ def format_table(records) -> str:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the `kernel` subcommand to padbench's CLI."""
+    from .cli import positive_int  # here, not at import: the asv suite imports this module
+
     p = subparsers.add_parser(
         "kernel", help="time attention ops alone: padbench's varlen op vs SDPA padded/loop/NJT, flex, varlen_attn",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -423,7 +425,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="backend of padbench's op (default: triton on CUDA, cpu on CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-time", type=float, default=0.5, help="seconds of timing per case (default 0.5)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", help="write the records as JSON (kind padbench.kernel) to this path")
     p.set_defaults(func=cmd_kernel)
     return p
@@ -434,8 +436,6 @@ def cmd_kernel(args) -> int:
         raise PadbenchError("--out: .pbjson is for `padbench run` results; write kernel results to a .json "
                             "path outside results/ (asv reads .json files there)")
     if args.threads is not None:
-        if args.threads < 1:
-            raise PadbenchError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     started = time.time()
     records = run_kernel_bench(

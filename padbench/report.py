@@ -94,27 +94,22 @@ def load(paths=("results",)) -> pd.DataFrame:
             df["origin"] = "padbench on " + pd.Series(host, index=df.index).astype(str)
             frames.append(df)
         machine_dir = p.is_dir() and (p / "machine.json").exists()  # results/<machine>/
-        if machine_dir or (p.is_dir() and asv_results.is_asv_results_dir(p)):
-            df = asv_results.load(p.parent if machine_dir else p)
-            if machine_dir and not df.empty:
-                df = df[df["env_machine"] == p.name].reset_index(drop=True)
-            if not df.empty:
-                df["kind"] = "asv"
-                df["run"] = ("asv " + df["env_machine"].astype(str) + " @ "
-                             + df["env_git_commit"].astype(str).str[:8])
-                df["run_time"] = df["env_date"]
-                df["origin"] = "asv on " + df["env_machine"].astype(str)
-                frames.append(df)
+        asv_dir = machine_dir or (p.is_dir() and asv_results.is_asv_results_dir(p))
+        asv_df = None
+        if asv_dir:
+            asv_df = asv_results.load(p.parent if machine_dir else p)
+            if machine_dir and not asv_df.empty:
+                asv_df = asv_df[asv_df["env_machine"] == p.name].reset_index(drop=True)
         elif p.is_file() and p.suffix == ".json" and p.name != "machine.json":
-            df = asv_results.load_file(p)
-            if not df.empty:
-                df["kind"] = "asv"
-                df["run"] = "asv " + df["env_machine"].astype(str) + " @ " + df["env_git_commit"].astype(str).str[:8]
-                df["run_time"] = df["env_date"]
-                df["origin"] = "asv on " + df["env_machine"].astype(str)
-                frames.append(df)
-        if not pb_files and not machine_dir and not (p.is_dir() and asv_results.is_asv_results_dir(p)) and not (
-                p.is_file() and p.suffix == ".json"):
+            asv_df = asv_results.load_file(p)
+        if asv_df is not None and not asv_df.empty:
+            asv_df["kind"] = "asv"
+            asv_df["run"] = ("asv " + asv_df["env_machine"].astype(str) + " @ "
+                             + asv_df["env_git_commit"].astype(str).str[:8])
+            asv_df["run_time"] = asv_df["env_date"]
+            asv_df["origin"] = "asv on " + asv_df["env_machine"].astype(str)
+            frames.append(asv_df)
+        if not pb_files and not asv_dir and not (p.is_file() and p.suffix == ".json"):
             raise PadbenchError(f"{p}: neither a padbench run file (*{results.SUFFIX}) nor asv results")
     if not frames:
         raise PadbenchError("no results found in " + ", ".join(map(str, paths)))

@@ -43,6 +43,13 @@ def device_name(device: str) -> str:
     return cpu_model()
 
 
+def cpu_attention() -> str:
+    """Which code padbench's CPU attention runs here (its C++ kernel, or the fallback and why)."""
+    from .kernels import cpu_implementation
+
+    return cpu_implementation(torch.float32)
+
+
 def environment(device: str = "cpu") -> dict:
     return {
         "padbench_version": __version__,
@@ -59,4 +66,5 @@ def environment(device: str = "cpu") -> dict:
         "platform": platform.platform(),
         "hostname": platform.node(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpu_attention": cpu_attention() if device == "cpu" else None,
     }

@@ -5,6 +5,8 @@ Methods (each on its natural layout, built once outside the timed call; layout c
 not timed here -- the end-to-end strategies in `padbench run` pay for them):
 
 - ``padbench``      `padbench.kernels.varlen_attention` on packed ``[T, H, D]`` + offsets.
+- ``flash_per_length``  PyTorch's CPU flash kernel once per distinct length on views of the
+                    packed tensors: padbench's CPU fallback, the design its C++ kernel replaced.
 - ``sdpa_padded``   `F.scaled_dot_product_attention` on the padded batch ``[B, H, L, D]`` with a
                     bool key mask ``[B, 1, 1, L]`` (True = attend: the opposite of
                     ``key_padding_mask``); pads hold seeded noise.
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 
 from .errors import PadbenchError, UnsupportedError
 
-METHODS = ("padbench", "sdpa_padded", "sdpa_loop", "sdpa_njt", "flex", "varlen_attn")
+METHODS = ("padbench", "flash_per_length", "sdpa_padded", "sdpa_loop", "sdpa_njt", "flex", "varlen_attn")
 MODES = ("forward", "backward")
 DEFAULT_DISTS = ("uniform", "lognormal", "constant")
 BACKWARD_FLOP_FACTOR = 2.5
@@ -146,6 +148,17 @@ def _build_padbench(p: Problem, backend=None):
     return (lambda: fwd(p.q, p.k, p.v)), _autograd_backward(fwd, p)
 
 
+def _build_flash_per_length(p: Problem):
+    from .kernels.varlen_attention import flash_per_length
+
+    if p.device.type != "cpu":
+        raise UnsupportedError("flash_per_length is padbench's CPU fallback (CPU tensors only)")
+
+    def fwd(q, k, v):
+        return flash_per_length(q, k, v, p.offsets)
+    return (lambda: fwd(p.q, p.k, p.v)), _autograd_backward(fwd, p)
+
+
 def _build_sdpa_padded(p: Problem):
     mask = p.key_mask()
     qp, kp, vp = (p.padded(x) for x in (p.q, p.k, p.v))
@@ -250,6 +263,8 @@ def build(method: str, p: Problem, mode: str, backend: str | None = None):
     """(run_forward, make_backward) for `method` on problem `p`; raises UnsupportedError."""
     if method == "padbench":
         return _build_padbench(p, backend)
+    if method == "flash_per_length":
+        return _build_flash_per_length(p)
     if method == "sdpa_padded":
         fwd_packed, make_backward, _ = _build_sdpa_padded(p)
         return fwd_packed, make_backward

@@ -20,8 +20,16 @@ import pytest
 import torch
 
 from padbench.errors import PadbenchError, UnsupportedError
-from padbench.kernels import backend_available, reference_varlen_attention, varlen_attention
+from padbench.environment import environment
+from padbench.kernels import (
+    backend_available,
+    cpu_extension,
+    cpu_implementation,
+    reference_varlen_attention,
+    varlen_attention,
+)
 from padbench.kernels.cpu_attention import plan_groups, runs_from_offsets
+from padbench.kernels.varlen_attention import flash_per_length
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -95,6 +103,7 @@ def test_reference_matches_sdpa_per_sequence():
 
 CPU_CASES = {
     "mixed_with_empty": [7, 0, 13, 1, 30],
+    "query_blocks": [300, 5, 256, 257, 0, 40],  # > 256 tokens: the C++ kernel splits queries into blocks
     "scattered_equal_lengths": [5, 9, 5, 0, 9, 5, 1, 9],
     "equal_runs": [8, 8, 8, 0, 8, 5, 5, 17],
     "constant": [12, 12, 12, 12],
@@ -103,22 +112,62 @@ CPU_CASES = {
 }
 
 
+# backend="cpu" runs padbench's C++ kernel for float32/float64; flash_per_length is its fallback.
+CPU_IMPLS = {
+    "cpp": lambda *a, **kw: varlen_attention(*a, backend="cpu", **kw),
+    "flash_per_length": flash_per_length,
+}
+
+
+@pytest.fixture(params=sorted(CPU_IMPLS))
+def cpu_impl(request):
+    if request.param == "cpp":
+        ok, why = cpu_extension.load()
+        assert ok, why  # a compiler and ninja are part of the test set-up: never test the fallback twice
+    return CPU_IMPLS[request.param]
+
+
+def test_cpu_kernel_is_built_and_reported():
+    ok, what = cpu_extension.load()
+    assert ok, what
+    assert cpu_implementation(torch.float32).startswith("padbench C++ kernel")
+    assert cpu_implementation(torch.float64).startswith("padbench C++ kernel")
+    assert "not torch.bfloat16" in cpu_implementation(torch.bfloat16)
+    assert environment("cpu")["cpu_attention"] == cpu_implementation(torch.float32)
+
+
+def test_cpu_falls_back_when_the_kernel_cannot_be_built(monkeypatch):
+    q, k, v, offsets = make_inputs([7, 0, 13])
+    monkeypatch.setattr(cpu_extension, "load", lambda: (False, "no compiler here"))
+    assert cpu_implementation(torch.float32) == "PyTorch flash kernel per length (no compiler here)"
+    assert torch.equal(varlen_attention(q, k, v, offsets, backend="cpu"), flash_per_length(q, k, v, offsets))
+
+
+def test_cpu_kernel_build_failure_is_one_clear_line(tmp_path, monkeypatch):
+    bad = tmp_path / "broken.cpp"
+    bad.write_text("this is not C++\n")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
+    why = cpu_extension._build("padbench_broken_test", bad, [])
+    assert why is not None and why.startswith("padbench's C++ CPU kernel could not be built: ")
+    assert "error:" in why and "\n" not in why
+
+
 @pytest.mark.parametrize("case", sorted(CPU_CASES))
 @pytest.mark.parametrize("offsets_dtype", [torch.int32, torch.int64])
-def test_cpu_forward_backward_match_float64(case, offsets_dtype):
+def test_cpu_forward_backward_match_float64(cpu_impl, case, offsets_dtype):
     q, k, v, offsets = make_inputs(CPU_CASES[case], nhead=3, head_dim=16, offsets_dtype=offsets_dtype)
-    out, dq, dk, dv = fwd_bwd(lambda *a: varlen_attention(*a, backend="cpu"), q, k, v, offsets)
+    out, dq, dk, dv = fwd_bwd(cpu_impl, q, k, v, offsets)
     rout, rdq, rdk, rdv = fwd_bwd(reference, q.double(), k.double(), v.double(), offsets)
     assert out.shape == q.shape and out.dtype == q.dtype
     for name, a, b in (("out", out, rout), ("dq", dq, rdq), ("dk", dk, rdk), ("dv", dv, rdv)):
         assert_close(a, b, atol=2e-5, rtol=2e-5, what=f"cpu {case} {name}")
 
 
-def test_cpu_strided_views_and_custom_scale():
+def test_cpu_strided_views_and_custom_scale(cpu_impl):
     """Views of a fused [T, 3, H, D] projection (what an encoder produces), non-default scale, hd=24."""
     q, k, v, offsets = make_inputs([6, 11, 0, 3], nhead=2, head_dim=24, fused=True)
     assert not q.is_contiguous()
-    fn = lambda *a: varlen_attention(*a, backend="cpu", scale=0.3)  # noqa: E731
+    fn = lambda *a: cpu_impl(*a, scale=0.3)  # noqa: E731
     ref = lambda q, k, v, o: reference_varlen_attention(q.double(), k.double(), v.double(), o, scale=0.3)  # noqa: E731
     got, want = fwd_bwd(fn, q, k, v, offsets, fused=True), fwd_bwd(ref, q, k, v, offsets)
     for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
@@ -137,27 +186,27 @@ def test_cpu_sequences_are_isolated():
     assert not torch.allclose(out[5:12], out2[5:12])
 
 
-def test_cpu_gradcheck_float64():
+def test_cpu_gradcheck_float64(cpu_impl):
     q, k, v, offsets = make_inputs([3, 0, 4, 1], nhead=2, head_dim=3, dtype=torch.float64)
     inputs = tuple(x.requires_grad_(True) for x in (q, k, v))
-    assert torch.autograd.gradcheck(lambda q, k, v: varlen_attention(q, k, v, offsets, backend="cpu"),
+    assert torch.autograd.gradcheck(lambda q, k, v: cpu_impl(q, k, v, offsets),
                                     inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
 @pytest.mark.parametrize("lengths", [[4, 0, 6], [0, 0, 0], [0]])
-def test_cpu_empty_sequences_give_zeros_no_nan(lengths):
+def test_cpu_empty_sequences_give_zeros_no_nan(cpu_impl, lengths):
     q, k, v, offsets = make_inputs(lengths)
-    out, dq, dk, dv = fwd_bwd(lambda *a: varlen_attention(*a, backend="cpu"), q, k, v, offsets)
+    out, dq, dk, dv = fwd_bwd(cpu_impl, q, k, v, offsets)
     assert out.shape == q.shape
     for name, t in (("out", out), ("dq", dq), ("dk", dk), ("dv", dv)):
         assert torch.isfinite(t).all(), name
         assert t.shape == q.shape, name
 
 
-def test_cpu_all_empty_returns_zero_rows_and_zero_grads():
+def test_cpu_all_empty_returns_zero_rows_and_zero_grads(cpu_impl):
     q, k, v, offsets = make_inputs([0, 0])
     q.requires_grad_(True)
-    out = varlen_attention(q, k, v, offsets, backend="cpu")
+    out = cpu_impl(q, k, v, offsets)
     assert out.shape == (0, 2, 16)
     out.sum().backward()
     assert q.grad.shape == (0, 2, 16)

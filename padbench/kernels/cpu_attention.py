@@ -1,5 +1,8 @@
-"""CPU backend of `varlen_attention`: PyTorch's fused CPU flash-attention kernel, one call per
-distinct sequence length.
+"""Fallback CPU path of `varlen_attention`: PyTorch's fused CPU flash-attention kernel, one call
+per distinct sequence length. It runs for bf16/fp16 and where padbench's C++ kernel
+(`cpu_extension`) cannot be built; that kernel replaced it for float32/float64 because each call
+here is its own OpenMP region (`padbench kernel --device cpu --threads 2`, batch of 32, 4 heads
+of 64: forward 8.15 against 5.16 ms on uniform lengths, 4.79 against 2.89 ms on lognormal).
 
 Design (measured with `padbench kernel`, numbers in the module's commit messages and report):
 

@@ -11,9 +11,12 @@ Backends:
   CPU tensors under the Triton interpreter (`TRITON_INTERPRET=1` set before that module is
   first imported). fp16/bf16/fp32 (fp32 accumulation; fp32 dots in IEEE precision unless
   `torch.backends.cuda.matmul.allow_tf32` is on), fp64 accepted.
-- "cpu": PyTorch's fused CPU flash-attention kernel, one call per distinct length on strided
-  views of the packed tensors (`padbench.kernels.cpu_attention`), its fused backward from the
-  saved logsumexp.
+- "cpu": padbench's C++ kernel (`csrc/varlen_attention_cpu.cpp`, built on first use by
+  `padbench.kernels.cpu_extension`) for float32/float64: one parallel region over every
+  (sequence, head, query block), forward and backward, on strided views of the packed tensors.
+  For bf16/fp16, or where the kernel cannot be built, PyTorch's fused CPU flash-attention
+  kernel, one call per distinct length (`padbench.kernels.cpu_attention`).
+  `cpu_implementation(dtype)` says which one runs.
 - None: "triton" for CUDA tensors, "cpu" for CPU tensors.
 """
 
@@ -25,9 +28,12 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from padbench.errors import PadbenchError, UnsupportedError
-from padbench.kernels import cpu_attention
+from padbench.kernels import cpu_attention, cpu_extension
 
-__all__ = ["varlen_attention", "reference_varlen_attention", "backend_available", "BACKENDS"]
+__all__ = [
+    "varlen_attention", "reference_varlen_attention", "backend_available", "cpu_implementation",
+    "flash_per_length", "BACKENDS",
+]
 
 BACKENDS = ("triton", "cpu")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -89,6 +95,20 @@ def backend_available(backend: str | None = None, device: str | torch.device = "
     except PadbenchError as exc:
         return False, str(exc)
     return True, ""
+
+
+def _compiled_cpu(dtype: torch.dtype) -> bool:
+    return dtype in cpu_extension.DTYPES and cpu_extension.load()[0]
+
+
+def cpu_implementation(dtype: torch.dtype = torch.float32) -> str:
+    """Which code backend='cpu' runs for `dtype` here, in words (recorded with every result)."""
+    if dtype in cpu_extension.DTYPES:
+        ok, what = cpu_extension.load()
+        if ok:
+            return what
+        return f"PyTorch flash kernel per length ({what})"
+    return f"PyTorch flash kernel per length (padbench's C++ kernel covers float32/float64, not {dtype})"
 
 
 # --------------------------------------------------------------------------- validation
@@ -176,6 +196,26 @@ def _check_finite(out, q, k, v):
 
 # --------------------------------------------------------------------------- autograd
 
+class _CompiledCpuVarlenAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, offsets, scale):
+        q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
+        offsets = offsets.to(torch.int64)
+        out, lse = torch.ops.padbench.varlen_attention_fwd(q, k, v, offsets, scale)
+        ctx.save_for_backward(q, k, v, out, lse, offsets)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        q, k, v, out, lse, offsets = ctx.saved_tensors
+        if grad_out.stride(-1) != 1:
+            grad_out = grad_out.contiguous()
+        dq, dk, dv = torch.ops.padbench.varlen_attention_bwd(grad_out, q, k, v, out, lse, offsets, ctx.scale)
+        return dq, dk, dv, None, None
+
+
 class _CpuVarlenAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, groups, scale):
@@ -240,7 +280,9 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets:
     """
     scale, offs, max_seqlen = _check_inputs(q, k, v, offsets, scale, max_seqlen, check)
     which = _resolve_backend(backend, q.device)
-    if which == "cpu":
+    if which == "cpu" and _compiled_cpu(q.dtype):
+        out = _CompiledCpuVarlenAttention.apply(q, k, v, offsets, scale)
+    elif which == "cpu":
         out = _CpuVarlenAttention.apply(q, k, v, cpu_attention.plan_groups(offs, q.device), scale)
     else:
         if q.shape[2] > _MAX_TRITON_HEAD_DIM:
@@ -253,6 +295,19 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets:
     if check:
         _check_finite(out, q, k, v)
     return out
+
+
+def flash_per_length(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor, *,
+                     scale: float | None = None) -> torch.Tensor:
+    """backend='cpu''s fallback called directly: PyTorch's CPU flash kernel once per distinct
+    length (`cpu_attention`), so benchmarks and tests can set it beside the C++ kernel."""
+    scale, offs, _ = _check_inputs(q, k, v, offsets, scale, None, True)
+    if q.device.type != "cpu":
+        raise UnsupportedError(f"flash_per_length needs CPU tensors, got {q.device} tensors")
+    ok, why = cpu_attention.available()
+    if not ok:
+        raise UnsupportedError(why)
+    return _CpuVarlenAttention.apply(q, k, v, cpu_attention.plan_groups(offs, q.device), scale)
 
 
 # --------------------------------------------------------------------------- reference

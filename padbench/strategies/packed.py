@@ -2,8 +2,8 @@
 
 Every dense layer (QKV and output projections, FFN, LayerNorm) runs on the packed ``[T, d]``
 real tokens, and attention is padbench's varlen op over ``offsets``
-(`padbench.kernels.varlen_attention`: a FlashAttention-2 Triton kernel on CUDA, PyTorch's fused
-CPU flash kernel on per-sequence views on CPU).
+(`padbench.kernels.varlen_attention`: a FlashAttention-2 Triton kernel on CUDA, padbench's C++
+kernel on CPU).
 """
 
 from __future__ import annotations

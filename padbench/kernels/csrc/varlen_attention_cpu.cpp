@@ -53,28 +53,31 @@ void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T
   }
 }
 
-// row[0:n] <- exp(row - max(row)); returns (max, sum of the exponentials).
+// row[0:n] <- exp(row - max(row)); returns (max, sum of the exponentials). The ragged tail of
+// a row is one masked vector rather than a scalar std::exp loop (measured 2-4% of the whole
+// forward on uniform and lognormal batches, where most rows are not a multiple of 16 long).
 inline std::pair<float, float> exp_row(float* row, int64_t n) {
   using Vec = at::vec::Vectorized<float>;
   constexpr int64_t W = Vec::size();
-  int64_t c = 0;
-  Vec vmax(-std::numeric_limits<float>::infinity());
-  for (; c + W <= n; c += W) vmax = at::vec::maximum(vmax, Vec::loadu(row + c));
-  float mx = at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return at::vec::maximum(x, y); }, vmax);
-  for (; c < n; ++c) mx = std::max(mx, row[c]);
+  const int64_t full = n - n % W, tail = n - full;
+  const Vec lowest(-std::numeric_limits<float>::infinity());
+  Vec vmax = lowest;
+  for (int64_t c = 0; c < full; c += W) vmax = at::vec::maximum(vmax, Vec::loadu(row + c));
+  if (tail) vmax = at::vec::maximum(vmax, Vec::set(lowest, Vec::loadu(row + full, tail), tail));
+  const float mx = at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return at::vec::maximum(x, y); }, vmax);
   const Vec vm(mx);
   Vec vsum(0.f);
-  for (c = 0; c + W <= n; c += W) {
+  for (int64_t c = 0; c < full; c += W) {
     Vec e = (Vec::loadu(row + c) - vm).exp_u20();
     e.store(row + c);
     vsum = vsum + e;
   }
-  float sum = at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, vsum);
-  for (; c < n; ++c) {
-    row[c] = std::exp(row[c] - mx);
-    sum += row[c];
+  if (tail) {
+    Vec e = (Vec::loadu(row + full, tail) - vm).exp_u20();
+    e.store(row + full, tail);
+    vsum = vsum + Vec::set(Vec(0.f), e, tail);
   }
-  return {mx, sum};
+  return {mx, at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, vsum)};
 }
 
 inline std::pair<double, double> exp_row(double* row, int64_t n) {

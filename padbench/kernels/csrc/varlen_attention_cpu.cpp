@@ -160,6 +160,12 @@ void run_units(std::vector<Unit>& units, int64_t buffer_bytes, Fn fn) {
   });
 }
 
+// Row `row`, head `head` of a [T, H, D] tensor: where a unit's rows of that head start.
+template <typename T>
+T* head_rows(const at::Tensor& x, int64_t row, int64_t head) {
+  return x.data_ptr<T>() + row * x.stride(0) + head * x.stride(1);
+}
+
 struct FwdUnit {
   int64_t cost, seq, head, row0, rows;
 };
@@ -176,19 +182,15 @@ void forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
       for (int64_t r = 0; r < L; r += block) units.push_back({std::min(block, L - r) * L, s, h, r, std::min(block, L - r)});
   }
   const int64_t max_rows = seqs.max_rows;
-  const T* qp = q.data_ptr<T>();
-  const T* kp = k.data_ptr<T>();
-  const T* vp = v.data_ptr<T>();
-  T* op = out.data_ptr<T>();
   T* lp = lse.data_ptr<T>();
   run_units(units, static_cast<int64_t>(sizeof(T)) * (max_rows * seqs.max_len + max_rows), [&](const FwdUnit& u, char* raw) {
     T* S = reinterpret_cast<T*>(raw);
     T* inv = S + max_rows * seqs.max_len;
     const int64_t L = seqs.len[u.seq], t0 = seqs.start[u.seq] + u.row0, m = u.rows;
-    const T* Q = qp + t0 * q.stride(0) + u.head * q.stride(1);
-    const T* K = kp + seqs.start[u.seq] * k.stride(0) + u.head * k.stride(1);
-    const T* V = vp + seqs.start[u.seq] * v.stride(0) + u.head * v.stride(1);
-    T* O = op + t0 * out.stride(0) + u.head * out.stride(1);
+    const T* Q = head_rows<T>(q, t0, u.head);
+    const T* K = head_rows<T>(k, seqs.start[u.seq], u.head);
+    const T* V = head_rows<T>(v, seqs.start[u.seq], u.head);
+    T* O = head_rows<T>(out, t0, u.head);
     gemm_rm<T>(false, true, m, L, D, static_cast<T>(scale), Q, q.stride(0), K, k.stride(0), T(0), S, L);
     for (int64_t j = 0; j < m; ++j) {
       auto [mx, sum] = exp_row(S + j * L, L);
@@ -217,9 +219,7 @@ void backward_impl(const at::Tensor& dout, const at::Tensor& q, const at::Tensor
     for (int64_t h = 0; h < H; ++h) units.push_back({seqs.len[s] * seqs.len[s], s, h});
   const int64_t max_rows = seqs.max_rows;
   const int64_t block_elems = max_rows * seqs.max_len;
-  const T *qp = q.data_ptr<T>(), *kp = k.data_ptr<T>(), *vp = v.data_ptr<T>();
-  const T *op = out.data_ptr<T>(), *gp = dout.data_ptr<T>(), *lp = lse.data_ptr<T>();
-  T *dqp = dq.data_ptr<T>(), *dkp = dk.data_ptr<T>(), *dvp = dv.data_ptr<T>();
+  const T* lp = lse.data_ptr<T>();
   const T sc = static_cast<T>(scale);
   run_units(units, static_cast<int64_t>(sizeof(T)) * (2 * block_elems + max_rows), [&](const BwdUnit& u, char* raw) {
     T* P = reinterpret_cast<T*>(raw);
@@ -227,16 +227,16 @@ void backward_impl(const at::Tensor& dout, const at::Tensor& q, const at::Tensor
     T* delta = dP + block_elems;
     const int64_t L = seqs.len[u.seq], s0 = seqs.start[u.seq];
     const int64_t block = block_rows(L);
-    const T* K = kp + s0 * k.stride(0) + u.head * k.stride(1);
-    const T* V = vp + s0 * v.stride(0) + u.head * v.stride(1);
-    T* dK = dkp + s0 * dk.stride(0) + u.head * dk.stride(1);
-    T* dV = dvp + s0 * dv.stride(0) + u.head * dv.stride(1);
+    const T* K = head_rows<T>(k, s0, u.head);
+    const T* V = head_rows<T>(v, s0, u.head);
+    T* dK = head_rows<T>(dk, s0, u.head);
+    T* dV = head_rows<T>(dv, s0, u.head);
     for (int64_t r = 0; r < L; r += block) {
       const int64_t m = std::min(block, L - r), t0 = s0 + r;
-      const T* Q = qp + t0 * q.stride(0) + u.head * q.stride(1);
-      const T* O = op + t0 * out.stride(0) + u.head * out.stride(1);
-      const T* dO = gp + t0 * dout.stride(0) + u.head * dout.stride(1);
-      T* dQ = dqp + t0 * dq.stride(0) + u.head * dq.stride(1);
+      const T* Q = head_rows<T>(q, t0, u.head);
+      const T* O = head_rows<T>(out, t0, u.head);
+      const T* dO = head_rows<T>(dout, t0, u.head);
+      T* dQ = head_rows<T>(dq, t0, u.head);
       const T beta = r == 0 ? T(0) : T(1);  // dK, dV accumulate over query blocks
       // P = exp(scale * Q K^T - lse)
       gemm_rm<T>(false, true, m, L, D, sc, Q, q.stride(0), K, k.stride(0), T(0), P, L);

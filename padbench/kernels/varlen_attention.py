@@ -283,7 +283,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets:
     if which == "cpu" and _compiled_cpu(q.dtype):
         out = _CompiledCpuVarlenAttention.apply(q, k, v, offsets, scale)
     elif which == "cpu":
-        out = _CpuVarlenAttention.apply(q, k, v, cpu_attention.plan_groups(offs, q.device), scale)
+        out = _flash_per_length(q, k, v, offs, scale)
     else:
         if q.shape[2] > _MAX_TRITON_HEAD_DIM:
             raise UnsupportedError(f"backend='triton' supports head_dim <= {_MAX_TRITON_HEAD_DIM}, "
@@ -302,11 +302,11 @@ def flash_per_length(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets:
     """backend='cpu''s fallback called directly: PyTorch's CPU flash kernel once per distinct
     length (`cpu_attention`), so benchmarks and tests can set it beside the C++ kernel."""
     scale, offs, _ = _check_inputs(q, k, v, offsets, scale, None, True)
-    if q.device.type != "cpu":
-        raise UnsupportedError(f"flash_per_length needs CPU tensors, got {q.device} tensors")
-    ok, why = cpu_attention.available()
-    if not ok:
-        raise UnsupportedError(why)
+    _resolve_backend("cpu", q.device)  # CPU tensors, and a torch with the flash kernel
+    return _flash_per_length(q, k, v, offs, scale)
+
+
+def _flash_per_length(q, k, v, offs: list[int], scale: float) -> torch.Tensor:
     return _CpuVarlenAttention.apply(q, k, v, cpu_attention.plan_groups(offs, q.device), scale)
 
 

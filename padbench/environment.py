@@ -50,6 +50,13 @@ def cpu_attention() -> str:
     return cpu_implementation(torch.float32)
 
 
+def cpu_dense_layers() -> str:
+    """Which code runs packed tokens' dense layers at CPU inference here (C++ layers, or torch ops and why)."""
+    from .layers import cpu_dense_layers as which
+
+    return which()
+
+
 def environment(device: str = "cpu") -> dict:
     return {
         "padbench_version": __version__,
@@ -67,4 +74,5 @@ def environment(device: str = "cpu") -> dict:
         "hostname": platform.node(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "cpu_attention": cpu_attention() if device == "cpu" else None,
+        "cpu_dense_layers": cpu_dense_layers() if device == "cpu" else None,
     }

@@ -6,12 +6,15 @@ on ``x`` whose last dim is d_model: packed ``[T, d]`` tokens, a jagged nested te
 strategy supplies ``attend(q, k, v)`` (last dim d_model, heads not yet split) and every dense
 layer (projections, FFN, LayerNorm) runs on real tokens alone.
 
-Without autograd, packed ``[T, d]`` tokens take `_dense_block_inplace`: the same math, with
-bias, residual and activation applied in place in reused chunk buffers. On CPU the plain
-version allocates and faults in a fresh ``[T, dim_feedforward]`` temporary per op once it
-is past glibc's mmap threshold (measured end to end, default model, 2 threads: constant
-lengths, T = 8192, 131-146 ms against 158-165 ms a batch; uniform lengths, T = 4634,
-unchanged at ~90 ms).
+Without autograd, packed ``[T, d]`` tokens take a faster route to the same math. On CPU in
+float32/float64 that is padbench's C++ dense layers (`padbench.kernels.cpu_extension`): the QKV
+projection and everything after attention run block by block of 64 tokens per thread with
+weights packed once (measured end to end, default model, 2 threads, uniform lengths: see
+`cpu_dense_layers`). Elsewhere (CUDA, half precision, or no C++ build) it is
+`_dense_block_inplace`: bias, residual and activation applied in place in reused chunk buffers.
+On CPU the plain version allocates and faults in a fresh ``[T, dim_feedforward]`` temporary per
+op once it is past glibc's mmap threshold (measured end to end, default model, 2 threads:
+constant lengths, T = 8192, 131-146 ms against 158-165 ms a batch).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .kernels import cpu_extension
 
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -91,12 +96,46 @@ def _dense_block_inplace(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: 
     return out
 
 
+def _gelu_flag(layer: nn.TransformerEncoderLayer) -> bool | None:
+    """The C++ dense layers' activation: False for relu, True for exact gelu, None for any other."""
+    act = layer.activation
+    if act is F.relu or isinstance(act, nn.ReLU):
+        return False
+    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
+        return True
+    return None
+
+
+def _use_compiled(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype in cpu_extension.DTYPES and _gelu_flag(layer) is not None
+            and cpu_extension.load()[0])
+
+
+def _compiled_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend) -> torch.Tensor:
+    """The whole layer with padbench's C++ dense layers around ``attend``."""
+    mha, n1, n2 = layer.self_attn, layer.norm1, layer.norm2
+    attn_in = n1(x) if layer.norm_first else x
+    q, k, v = torch.ops.padbench.linear(attn_in, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+    return torch.ops.padbench.dense_block(
+        x, attend(q, k, v), mha.out_proj.weight, mha.out_proj.bias, layer.linear1.weight, layer.linear1.bias,
+        layer.linear2.weight, layer.linear2.bias, n1.weight, n1.bias, n1.eps, n2.weight, n2.bias, n2.eps,
+        layer.norm_first, _gelu_flag(layer))
+
+
+def cpu_dense_layers() -> str:
+    """What runs packed tokens' dense layers at CPU inference here, in words (recorded with results)."""
+    ok, what = cpu_extension.load()
+    return what.replace("kernel", "dense layers") if ok else f"PyTorch ops in place ({what})"
+
+
 def _use_inplace(x: torch.Tensor) -> bool:
     return not torch.is_grad_enabled() and not x.is_nested and x.dim() == 2 and x.layout == torch.strided
 
 
 def layer_forward(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend) -> torch.Tensor:
     if _use_inplace(x):
+        if _use_compiled(layer, x):
+            return _compiled_layer(layer, x, attend)
         attn_in = layer.norm1(x) if layer.norm_first else x
         return _dense_block_inplace(layer, x, _attention(layer, attn_in, attend))
     if layer.norm_first:

@@ -147,7 +147,7 @@ def test_cpu_kernel_build_failure_is_one_clear_line(tmp_path, monkeypatch):
     bad = tmp_path / "broken.cpp"
     bad.write_text("this is not C++\n")
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
-    why = cpu_extension._build("padbench_broken_test", bad, [])
+    why = cpu_extension._build("padbench_broken_test", [bad], [])
     assert why is not None and why.startswith("padbench's C++ CPU kernel could not be built: ")
     assert "error:" in why and "\n" not in why
 

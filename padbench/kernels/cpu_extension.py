@@ -1,15 +1,17 @@
-"""Build and load padbench's C++ CPU attention kernel (`csrc/varlen_attention_cpu.cpp`).
+"""Build and load padbench's C++ CPU kernels (`csrc/`): varlen attention and the dense layers.
 
-The kernel is compiled on first use with `torch.utils.cpp_extension` (a C++ compiler and
+The kernels are compiled on first use with `torch.utils.cpp_extension` (a C++ compiler and
 ninja are needed; torch caches the build under ``$TORCH_EXTENSIONS_DIR`` or
 ``~/.cache/torch_extensions`` and rebuilds only when the source or flags change). It is
 compiled for the vector width torch itself dispatches to on this CPU, so the build is one per
 capability. Where it cannot be built or loaded, `load()` says why and `varlen_attention`'s
 CPU backend falls back to PyTorch's flash kernel per length (`cpu_attention`).
 
-Ops: ``torch.ops.padbench.varlen_attention_fwd(q, k, v, offsets, scale) -> (out, lse)`` and
-``torch.ops.padbench.varlen_attention_bwd(grad_out, q, k, v, out, lse, offsets, scale)``,
-float32 and float64.
+Ops, float32 and float64: ``torch.ops.padbench.varlen_attention_fwd(q, k, v, offsets, scale)
+-> (out, lse)`` and ``varlen_attention_bwd(grad_out, q, k, v, out, lse, offsets, scale)``
+(`varlen_attention_cpu.cpp`); ``linear(x, weight, bias)`` and ``dense_block(x, attn, ...)``,
+an encoder layer's QKV projection and everything after attention at inference
+(`dense_layers_cpu.cpp`, used by `padbench.layers`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["load", "DTYPES", "SOURCE"]
+__all__ = ["load", "DTYPES", "SOURCES"]
 
-SOURCE = Path(__file__).with_name("csrc") / "varlen_attention_cpu.cpp"
+SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("varlen_attention_cpu.cpp", "dense_layers_cpu.cpp"))
 DTYPES = (torch.float32, torch.float64)
 
 # Flags torch builds its own kernels of each capability with (ATen's Vectorized<> picks its
@@ -50,13 +52,13 @@ def _ninja_on_path() -> None:
             os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
 
 
-def _build(name: str, source: Path, flags: list[str]) -> str | None:
-    """Compile and load `source` as a torch op library; None on success, else why not (one line)."""
+def _build(name: str, sources, flags: list[str]) -> str | None:
+    """Compile and load `sources` as one torch op library; None on success, else why not (one line)."""
     try:
         from torch.utils import cpp_extension
 
         _ninja_on_path()
-        cpp_extension.load(name=name, sources=[str(source)], extra_cflags=["-O3", "-fopenmp", *flags],
+        cpp_extension.load(name=name, sources=[str(s) for s in sources], extra_cflags=["-O3", "-fopenmp", *flags],
                            extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
     except Exception as exc:  # no compiler, no ninja, a torch without the MKL symbols, ...
         lines = str(exc).strip().splitlines()
@@ -69,9 +71,9 @@ def _build(name: str, source: Path, flags: list[str]) -> str | None:
 def load() -> tuple[bool, str]:
     """(True, description) once the ops are registered, else (False, why not). Builds at most once per process."""
     capability = _capability()
-    why = _build(f"padbench_varlen_cpu_{capability.lower()}", SOURCE, _CAPABILITY_FLAGS.get(capability, []))
+    why = _build(f"padbench_cpu_{capability.lower()}", SOURCES, _CAPABILITY_FLAGS.get(capability, []))
     if why:
         return False, why
-    if not hasattr(torch.ops.padbench, "varlen_attention_fwd"):
+    if not all(hasattr(torch.ops.padbench, op) for op in ("varlen_attention_fwd", "dense_block")):
         return False, "padbench's C++ CPU kernel was built but registered no ops"
     return True, f"padbench C++ kernel ({capability})"

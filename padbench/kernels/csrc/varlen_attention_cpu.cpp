@@ -12,8 +12,7 @@
 // lse is [H, T] in float32 for float32 inputs and float64 for float64 inputs. An empty
 // sequence owns no rows and is skipped.
 //
-// BLAS: MKL's Fortran sgemm_/dgemm_ as exported by libtorch_cpu (x86 wheels). Inside the
-// parallel region MKL runs single-threaded.
+// BLAS: blas.h (MKL as exported by libtorch_cpu).
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -30,28 +29,11 @@
 #include <tuple>
 #include <vector>
 
-extern "C" {
-void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
-            const int*, const float*, const int*, const float*, float*, const int*);
-void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
-            const int*, const double*, const int*, const double*, double*, const int*);
-}
+#include "blas.h"
 
 namespace {
 
-// Row-major C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, as column-major C^T = op(B)^T op(A)^T.
-template <typename T>
-void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
-             int64_t ldb, T beta, T* c, int64_t ldc) {
-  const char tA = ta ? 'T' : 'N', tB = tb ? 'T' : 'N';
-  const int M = static_cast<int>(n), N = static_cast<int>(m), K = static_cast<int>(k);
-  const int LDA = static_cast<int>(ldb), LDB = static_cast<int>(lda), LDC = static_cast<int>(ldc);
-  if constexpr (std::is_same_v<T, float>) {
-    sgemm_(&tB, &tA, &M, &N, &K, &alpha, b, &LDA, a, &LDB, &beta, c, &LDC);
-  } else {
-    dgemm_(&tB, &tA, &M, &N, &K, &alpha, b, &LDA, a, &LDB, &beta, c, &LDC);
-  }
-}
+using padbench::gemm_rm;
 
 // row[0:n] <- exp(row - max(row)); returns (max, sum of the exponentials). The ragged tail of
 // a row is one masked vector rather than a scalar std::exp loop (measured 2-4% of the whole

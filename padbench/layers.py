@@ -11,7 +11,8 @@ float32/float64 that is padbench's C++ dense layers (`padbench.kernels.cpu_exten
 projection and everything after attention run block by block of 64 tokens per thread with
 weights packed once (default model, 2 threads, uniform lengths: 63.7-65.2 ms a batch against
 66.0-69.0 ms with torch's ops; `cpu_dense_layers` says which ran). Every packed-token strategy
-gets the same dense layers, so they differ only in attention. Elsewhere (CUDA, half precision, or no C++ build) it is
+gets the same dense layers, so they differ only in attention. Elsewhere (CUDA, half
+precision, no C++ build, an activation other than relu or exact gelu) it is
 `_dense_block_inplace`: bias, residual and activation applied in place in reused chunk buffers.
 On CPU the plain version allocates and faults in a fresh ``[T, dim_feedforward]`` temporary per
 op once it is past glibc's mmap threshold (measured end to end, default model, 2 threads:
@@ -57,13 +58,21 @@ def _feed_forward(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.T
 CPU_CHUNK_TOKENS = 2048
 
 
-def _inplace_activation(layer: nn.TransformerEncoderLayer, h: torch.Tensor) -> torch.Tensor:
+def _gelu_flag(layer: nn.TransformerEncoderLayer) -> bool | None:
+    """The C++ dense layers' activation: False for relu, True for exact gelu, None for any other."""
     act = layer.activation
     if act is F.relu or isinstance(act, nn.ReLU):
-        return h.relu_()
+        return False
     if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
-        return torch.ops.aten.gelu_(h)
-    return h.copy_(_activation(layer, h))
+        return True
+    return None
+
+
+def _inplace_activation(layer: nn.TransformerEncoderLayer, h: torch.Tensor) -> torch.Tensor:
+    gelu = _gelu_flag(layer)
+    if gelu is None:
+        return h.copy_(_activation(layer, h))
+    return torch.ops.aten.gelu_(h) if gelu else h.relu_()
 
 
 def _dense_block_inplace(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -97,16 +106,6 @@ def _dense_block_inplace(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: 
     return out
 
 
-def _gelu_flag(layer: nn.TransformerEncoderLayer) -> bool | None:
-    """The C++ dense layers' activation: False for relu, True for exact gelu, None for any other."""
-    act = layer.activation
-    if act is F.relu or isinstance(act, nn.ReLU):
-        return False
-    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
-        return True
-    return None
-
-
 def _use_compiled(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> bool:
     return (x.device.type == "cpu" and x.dtype in cpu_extension.DTYPES and _gelu_flag(layer) is not None
             and cpu_extension.load()[0])
@@ -126,7 +125,7 @@ def _compiled_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: 
 def cpu_dense_layers() -> str:
     """What runs packed tokens' dense layers at CPU inference here, in words (recorded with results)."""
     ok, what = cpu_extension.load()
-    return what.replace("kernel", "dense layers") if ok else f"PyTorch ops in place ({what})"
+    return f"padbench C++ dense layers ({cpu_extension.capability()})" if ok else f"PyTorch ops in place ({what})"
 
 
 def _use_inplace(x: torch.Tensor) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["load", "DTYPES", "SOURCES"]
+__all__ = ["load", "capability", "DTYPES", "SOURCES"]
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("varlen_attention_cpu.cpp", "dense_layers_cpu.cpp"))
 DTYPES = (torch.float32, torch.float64)
@@ -37,7 +37,8 @@ _CAPABILITY_FLAGS = {
 }
 
 
-def _capability() -> str:
+def capability() -> str:
+    """The CPU capability torch dispatches to here (AVX512, AVX2, DEFAULT): what the kernels are built for."""
     try:
         return torch.backends.cpu.get_cpu_capability()
     except Exception:  # older torch: no query, build the portable version
@@ -70,10 +71,10 @@ def _build(name: str, sources, flags: list[str]) -> str | None:
 @functools.cache
 def load() -> tuple[bool, str]:
     """(True, description) once the ops are registered, else (False, why not). Builds at most once per process."""
-    capability = _capability()
-    why = _build(f"padbench_cpu_{capability.lower()}", SOURCES, _CAPABILITY_FLAGS.get(capability, []))
+    cap = capability()
+    why = _build(f"padbench_cpu_{cap.lower()}", SOURCES, _CAPABILITY_FLAGS.get(cap, []))
     if why:
         return False, why
     if not all(hasattr(torch.ops.padbench, op) for op in ("varlen_attention_fwd", "dense_block")):
         return False, "padbench's C++ CPU kernel was built but registered no ops"
-    return True, f"padbench C++ kernel ({capability})"
+    return True, f"padbench C++ kernel ({cap})"

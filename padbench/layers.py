@@ -37,10 +37,10 @@ def _activation(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Ten
     return act(x) if callable(act) else F.relu(x)
 
 
-def _attention(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend) -> torch.Tensor:
-    """QKV projection and attention, heads merged, before the output projection."""
+def _attention(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend, linear=F.linear) -> torch.Tensor:
+    """QKV projection (by ``linear``) and attention, heads merged, before the output projection."""
     mha = layer.self_attn
-    q, k, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = linear(x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
     return attend(q, k, v)
 
 
@@ -107,17 +107,14 @@ def _dense_block_inplace(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: 
 
 
 def _use_compiled(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> bool:
-    return (x.device.type == "cpu" and x.dtype in cpu_extension.DTYPES and _gelu_flag(layer) is not None
-            and cpu_extension.load()[0])
+    return x.device.type == "cpu" and _gelu_flag(layer) is not None and cpu_extension.covers(x.dtype)
 
 
-def _compiled_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend) -> torch.Tensor:
-    """The whole layer with padbench's C++ dense layers around ``attend``."""
+def _compiled_dense_block(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """`_dense_block_inplace`'s math by padbench's C++ dense layers. ``a`` is attention's output."""
     mha, n1, n2 = layer.self_attn, layer.norm1, layer.norm2
-    attn_in = n1(x) if layer.norm_first else x
-    q, k, v = torch.ops.padbench.linear(attn_in, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
     return torch.ops.padbench.dense_block(
-        x, attend(q, k, v), mha.out_proj.weight, mha.out_proj.bias, layer.linear1.weight, layer.linear1.bias,
+        x, a, mha.out_proj.weight, mha.out_proj.bias, layer.linear1.weight, layer.linear1.bias,
         layer.linear2.weight, layer.linear2.bias, n1.weight, n1.bias, n1.eps, n2.weight, n2.bias, n2.eps,
         layer.norm_first, _gelu_flag(layer))
 
@@ -134,9 +131,9 @@ def _use_inplace(x: torch.Tensor) -> bool:
 
 def layer_forward(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend) -> torch.Tensor:
     if _use_inplace(x):
-        if _use_compiled(layer, x):
-            return _compiled_layer(layer, x, attend)
         attn_in = layer.norm1(x) if layer.norm_first else x
+        if _use_compiled(layer, x):
+            return _compiled_dense_block(layer, x, _attention(layer, attn_in, attend, torch.ops.padbench.linear))
         return _dense_block_inplace(layer, x, _attention(layer, attn_in, attend))
     if layer.norm_first:
         x = x + _self_attention(layer, layer.norm1(x), attend)

@@ -4,8 +4,9 @@ The kernels are compiled on first use with `torch.utils.cpp_extension` (a C++ co
 ninja are needed; torch caches the build under ``$TORCH_EXTENSIONS_DIR`` or
 ``~/.cache/torch_extensions`` and rebuilds only when the source or flags change). It is
 compiled for the vector width torch itself dispatches to on this CPU, so the build is one per
-capability. Where it cannot be built or loaded, `load()` says why and `varlen_attention`'s
-CPU backend falls back to PyTorch's flash kernel per length (`cpu_attention`).
+capability. Where it cannot be built or loaded, `load()` says why, `varlen_attention`'s CPU
+backend falls back to PyTorch's flash kernel per length (`cpu_attention`) and `padbench.layers`
+to torch's ops; `covers(dtype)` is the one test both make.
 
 Ops, float32 and float64: ``torch.ops.padbench.varlen_attention_fwd(q, k, v, offsets, scale)
 -> (out, lse)`` and ``varlen_attention_bwd(grad_out, q, k, v, out, lse, offsets, scale)``
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["load", "capability", "DTYPES", "SOURCES"]
+__all__ = ["load", "covers", "capability", "DTYPES", "SOURCES"]
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("varlen_attention_cpu.cpp", "dense_layers_cpu.cpp"))
 DTYPES = (torch.float32, torch.float64)
@@ -78,3 +79,8 @@ def load() -> tuple[bool, str]:
     if not all(hasattr(torch.ops.padbench, op) for op in ("varlen_attention_fwd", "dense_block")):
         return False, "padbench's C++ CPU kernel was built but registered no ops"
     return True, f"padbench C++ kernel ({cap})"
+
+
+def covers(dtype: torch.dtype) -> bool:
+    """Whether padbench's C++ CPU ops run `dtype` here: float32/float64, and the build loaded."""
+    return dtype in DTYPES and load()[0]

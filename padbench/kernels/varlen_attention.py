@@ -97,10 +97,6 @@ def backend_available(backend: str | None = None, device: str | torch.device = "
     return True, ""
 
 
-def _compiled_cpu(dtype: torch.dtype) -> bool:
-    return dtype in cpu_extension.DTYPES and cpu_extension.load()[0]
-
-
 def cpu_implementation(dtype: torch.dtype = torch.float32) -> str:
     """Which code backend='cpu' runs for `dtype` here, in words (recorded with every result)."""
     if dtype in cpu_extension.DTYPES:
@@ -280,7 +276,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offsets:
     """
     scale, offs, max_seqlen = _check_inputs(q, k, v, offsets, scale, max_seqlen, check)
     which = _resolve_backend(backend, q.device)
-    if which == "cpu" and _compiled_cpu(q.dtype):
+    if which == "cpu" and cpu_extension.covers(q.dtype):
         out = _CompiledCpuVarlenAttention.apply(q, k, v, offsets, scale)
     elif which == "cpu":
         out = _flash_per_length(q, k, v, offs, scale)

@@ -26,10 +26,8 @@ Each record also carries the forward max abs error against a float64 per-sequenc
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
-import time
 from typing import Callable
 
 import numpy as np
@@ -37,10 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from .errors import PadbenchError, UnsupportedError
+from .lengths import DEFAULT_DISTS
 
 METHODS = ("padbench", "flash_per_length", "sdpa_padded", "sdpa_loop", "sdpa_njt", "flex", "varlen_attn")
 MODES = ("forward", "backward")
-DEFAULT_DISTS = ("uniform", "lognormal", "constant")
 BACKWARD_FLOP_FACTOR = 2.5
 SCHEMA_VERSION = 1
 KIND = "padbench.kernel"
@@ -419,73 +417,5 @@ def format_table(records) -> str:
         return show.to_string(index=False, float_format=lambda x: f"{x:.3g}")
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the `kernel` subcommand to padbench's CLI."""
-    from .cli import positive_int  # here, not at import: the asv suite imports this module
-
-    p = subparsers.add_parser(
-        "kernel", help="time attention ops alone: padbench's varlen op vs SDPA padded/loop/NJT, flex, varlen_attn",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
-    p.add_argument("--dists", default=",".join(DEFAULT_DISTS), help="NAME,NAME or file:PATH")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-len", type=int, default=None,
-                   help="longest sequence (default: the distribution's own, e.g. uniform 256, lognormal 512)")
-    p.add_argument("--nhead", type=int, default=4)
-    p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--mode", default="both", choices=["forward", "backward", "both"])
-    p.add_argument("--methods", default="all", help=f"all or a comma list of {','.join(METHODS)}")
-    p.add_argument("--backend", default=None, choices=["cpu", "triton"],
-                   help="backend of padbench's op (default: triton on CUDA, cpu on CPU)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--min-time", type=float, default=0.5, help="seconds of timing per case (default 0.5)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--out", help="write the records as JSON (kind padbench.kernel) to this path")
-    p.set_defaults(func=cmd_kernel)
-    return p
-
-
-def cmd_kernel(args) -> int:
-    if args.out and str(args.out).endswith(".pbjson"):
-        raise PadbenchError("--out: .pbjson is for `padbench run` results; write kernel results to a .json "
-                            "path outside results/ (asv reads .json files there)")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    started = time.time()
-    records = run_kernel_bench(
-        device=args.device, dtype=args.dtype, batch_size=args.batch_size, max_len=args.max_len,
-        nhead=args.nhead, head_dim=args.head_dim, distributions=args.dists, mode=args.mode, seed=args.seed,
-        methods=args.methods, backend=args.backend, min_run_time=args.min_time)
-    print(format_table(records))
-    if args.out:
-        from .environment import environment
-        from .results import write
-
-        doc = {"schema_version": SCHEMA_VERSION, "kind": KIND,
-               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-               "environment": environment(args.device),
-               "config": {k: v for k, v in vars(args).items() if k != "func"},
-               "records": records}
-        path = write(args.out, doc)
-        print(f"wrote {path}")
-    return 0 if all(r["status"] != "error" for r in records) else 1
-
-
-def main(argv=None) -> int:  # `python -m padbench.kernel_bench ...` without the main CLI
-    parser = argparse.ArgumentParser(prog="padbench")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except PadbenchError as exc:
-        print(f"padbench: error: {exc}")
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
-__all__ = ["run_kernel_bench", "add_parser", "attention_flops", "Problem", "timed_callable", "build", "max_abs_error",
+__all__ = ["run_kernel_bench", "attention_flops", "Problem", "timed_callable", "build", "max_abs_error",
            "METHODS", "MODES", "to_frame", "format_table"]

@@ -139,6 +139,25 @@ def _hit_ratio(shape: np.ndarray, max_len: int, target: float) -> np.ndarray:
     return a if abs(padding_ratio(a) - target) <= abs(padding_ratio(b) - target) else b
 
 
+# What a sweep runs when the user names no distribution: even, long-tailed, no padding.
+DEFAULT_DISTS = ("uniform", "lognormal", "constant")
+FILE_PREFIX = "file:"
+
+
+def file_path(dist: str) -> str | None:
+    """The path of a ``file:PATH`` distribution, None for a named one."""
+    return dist[len(FILE_PREFIX):] if dist.startswith(FILE_PREFIX) else None
+
+
+def check_distribution(dist: str) -> None:
+    """Refuse an unknown distribution name, or a length file that cannot be read, with one line."""
+    path = file_path(dist)
+    if path is not None:
+        read_lengths_file(path)
+    elif dist not in DISTRIBUTIONS:
+        raise PadbenchError(f"unknown distribution {dist!r}; choose from {', '.join(DISTRIBUTIONS)} or file:PATH")
+
+
 def sample_lengths(
     dist: str,
     batch_size: int,
@@ -157,8 +176,9 @@ def sample_lengths(
     if target_padding is not None and not (0.0 <= target_padding < 1.0):
         raise PadbenchError(f"target padding ratio must be in [0, 1), got {target_padding}")
     rng = np.random.default_rng(seed)
-    if dist.startswith("file:"):
-        pool = read_lengths_file(dist[5:])
+    path = file_path(dist)
+    if path is not None:
+        pool = read_lengths_file(path)
         if max_len is not None:
             validate_lengths(pool, max_len)
         lengths = rng.choice(pool, size=batch_size, replace=True).astype(np.int64)
@@ -182,6 +202,7 @@ def resolve_max_len(dist: str, max_len: int | None) -> int | None:
     """The max_len a case of ``dist`` runs with when the user gave ``max_len`` (maybe None)."""
     if max_len is not None:
         return max_len
-    if dist.startswith("file:"):
-        return int(read_lengths_file(dist[5:]).max())
+    path = file_path(dist)
+    if path is not None:
+        return int(read_lengths_file(path).max())
     return DEFAULT_MAX_LEN.get(dist)

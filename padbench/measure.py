@@ -2,20 +2,18 @@
 
 - `time_fn`: torch.utils.benchmark's adaptive timer, with every thread torch uses (its default
   is one) and a CUDA synchronize inside the timed call.
-- `peak_memory`: CUDA ``max_memory_allocated``; on CPU the peak RSS (VmHWM) of a fresh
-  process after resetting it through ``/proc/self/clear_refs`` (tracemalloc cannot see torch's
-  allocations, and an old process's allocator reuse hides them). Both report the peak
-  *above* what was resident before the batch ran (weights, input, the framework).
+- `peak_bytes_in_process`: CUDA ``max_memory_allocated``; on CPU the peak RSS (VmHWM) after
+  resetting it through ``/proc/self/clear_refs`` (tracemalloc cannot see torch's allocations).
+  Both report the peak *above* what was resident before the batch ran (weights, input, the
+  framework). On CPU it is exact only in a fresh process (allocator reuse hides allocations):
+  `padbench.runner.peak_memory` runs it in one.
 - `useful_flops`: FLOPs of real tokens only (attention per sequence);
   `matmul_flops`: this machine's dense GEMM rate at the model's FFN shape, measured in the run.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from typing import Callable
 
 import numpy as np
@@ -110,26 +108,3 @@ def peak_bytes_in_process(step: Callable[[], object], device) -> int:
     base = _read_hwm_bytes()
     step()
     return int(_read_hwm_bytes() - base)
-
-
-def peak_memory(case, *, timeout: float = 600.0) -> int | None:
-    """Peak memory of one batch of ``case``: in-process on CUDA, a fresh process on CPU."""
-    if case.device == "cuda":
-        from .runner import prepare
-
-        prepared = prepare(case)
-        return peak_bytes_in_process(prepared.step, case.device)
-    if not cpu_peak_supported():
-        return None
-    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
-    proc = subprocess.run(
-        [sys.executable, "-m", "padbench.memprobe", json.dumps(case.to_dict())],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"memory probe failed: {tail}")
-    return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_mem_bytes"])

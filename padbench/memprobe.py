@@ -1,7 +1,8 @@
 """Fresh-process CPU peak memory of one batch: ``python -m padbench.memprobe '<case json>'``.
 
-Run by `measure.peak_memory`; prints one JSON line. Strategies that compile run once first
-(compilation is set-up, not the batch's memory).
+Run by `runner.peak_memory`; prints one JSON line. Only strategies that compile run a batch first
+(compilation is preparation, not the batch's memory); for the others the first batch is the one
+measured, since a second batch reuses the first one's freed memory and would read as zero.
 """
 
 import json

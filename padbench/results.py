@@ -39,14 +39,14 @@ def default_path(device: str) -> Path:
     return RESULTS_DIR / f"{stamp}-{device}{SUFFIX}"
 
 
-def _clean(value):
-    """JSON has no NaN/Inf: write them as null (json.dump would emit invalid JSON)."""
+def json_safe(value):
+    """``value`` with NaN/Inf written as null: JSON has neither, and ``json.dump`` would emit invalid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -57,7 +57,7 @@ def write(path: str | Path, doc: dict) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(_clean(doc), fh, indent=1, allow_nan=False)
+            json.dump(json_safe(doc), fh, indent=1, allow_nan=False)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:

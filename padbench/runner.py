@@ -10,17 +10,20 @@ an unsupported combination, an OOM or an error is recorded, never raised.
 from __future__ import annotations
 
 import functools
+import json
+import os
+import subprocess
+import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 from . import equivalence, measure
 from .batch import VarlenBatch
-from .errors import PadbenchError, UnsupportedError
-from .lengths import DISTRIBUTIONS, padding_ratio, resolve_max_len, sample_lengths
-from .model import EncoderSpec, dtype_name, parse_dtype
+from .errors import PadbenchError, UnsupportedError, failure
+from .lengths import check_distribution, padding_ratio, resolve_max_len, sample_lengths
+from .model import EncoderSpec
 from .strategies import DEVICES, MODES, strategy_class
 from .strategies import get as get_strategy
 from .strategies.nested_fastpath import NestedFastpath
@@ -30,7 +33,7 @@ RECORD_FIELDS = (
     "status", "message", "time_s", "time_spread", "tokens_per_s", "padded_tokens_per_s", "useful_flops",
     "efficiency", "matmul_flops", "peak_mem_bytes", "max_abs_err", "max_rel_err", "grad_rel_err",
     "grad_worst_param", "pad_invariant", "nan_free", "fastpath_taken", "d_model", "nhead",
-    "dim_feedforward", "num_layers", "activation", "norm_first", "dtype", "seed",
+    "dim_feedforward", "num_layers", "activation", "norm_first", "dtype", "seed", "prepare_s",
 )
 
 
@@ -39,15 +42,6 @@ def check_device(device: str) -> None:
         raise PadbenchError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
     if device == "cuda" and not torch.cuda.is_available():
         raise PadbenchError("device cuda requested but no CUDA GPU is available (torch.cuda.is_available() is False)")
-
-
-def check_distribution(dist: str) -> None:
-    if dist.startswith("file:"):
-        from .lengths import read_lengths_file
-
-        read_lengths_file(dist[5:])
-    elif dist not in DISTRIBUTIONS:
-        raise PadbenchError(f"unknown distribution {dist!r}; choose from {', '.join(DISTRIBUTIONS)} or file:PATH")
 
 
 @dataclass(frozen=True)
@@ -143,8 +137,49 @@ def prepare(case: Case) -> Prepared:
     return Prepared(case)
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+def warm_up(prepared: Prepared) -> dict:
+    """The preparation step every case goes through before anything is timed, screened or probed.
+
+    The first batch carries every one-time cost (a kernel build, `torch.compile`, Triton
+    autotuning, lazy imports, allocator growth); the second is a steady batch. Returns
+    ``prepare_s`` (the first batch's time beyond a steady one: what preparation cost),
+    ``first_batch_s`` (the steady batch) and, for `nested_fastpath`, ``fastpath_taken``.
+    Raises UnsupportedError when the nested fast path silently fell back (it is not that strategy).
+    """
+    t0 = time.perf_counter()
+    prepared.step()
+    first = time.perf_counter() - t0
+    info = {}
+    t0 = time.perf_counter()
+    if isinstance(prepared.strategy, NestedFastpath):
+        info["fastpath_taken"] = prepared.strategy.probe(prepared.step)
+        if not info["fastpath_taken"]:
+            raise UnsupportedError(prepared.strategy.fallback_reason)
+    else:
+        prepared.step()
+    steady = time.perf_counter() - t0
+    return {"prepare_s": max(first - steady, 0.0), "first_batch_s": steady, **info}
+
+
+def peak_memory(case: Case, *, timeout: float = 600.0) -> int | None:
+    """Peak memory of one batch of ``case`` above what was resident before it.
+
+    CUDA: in this process (``max_memory_allocated`` is exact). CPU: in a fresh process
+    (``python -m padbench.memprobe``), since the resident high-water mark is only exact there.
+    """
+    if case.device == "cuda":
+        prepared = prepare(case)
+        prepared.step()  # one-time work is not the batch's memory (CUDA's peak counter is exact after it)
+        return measure.peak_bytes_in_process(prepared.step, case.device)
+    if not measure.cpu_peak_supported():
+        return None
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    proc = subprocess.run([sys.executable, "-m", "padbench.memprobe", json.dumps(case.to_dict())],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"memory probe failed: {tail}")
+    return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_mem_bytes"])
 
 
 def base_record(case: Case) -> dict:
@@ -174,21 +209,10 @@ def measure_case(
     case = case.validate()
     rec = base_record(case)
     try:
-        try:
-            prepared = prepare(case)
-        except UnsupportedError as exc:
-            rec.update(status="unsupported", message=str(exc))
-            return rec
-        warmup_start = time.perf_counter()
-        prepared.step()
-        if prepared.strategy.needs_warmup or time.perf_counter() - warmup_start < max_run_time / 3:
-            prepared.step()  # a second warm-up unless one batch already takes seconds
-        if isinstance(prepared.strategy, NestedFastpath):
-            taken = prepared.strategy.probe(prepared.step)
-            rec["fastpath_taken"] = taken
-            if not taken:
-                rec.update(status="unsupported", message=prepared.strategy.fallback_reason)
-                return rec
+        prepared = prepare(case)
+        warm = warm_up(prepared)
+        rec["prepare_s"] = warm["prepare_s"]
+        rec["fastpath_taken"] = warm.get("fastpath_taken")
         if check_equivalence:
             eq = equivalence.check(prepared)
             rec.update({k: v for k, v in eq.items() if k in rec})
@@ -202,19 +226,14 @@ def measure_case(
         rec["matmul_flops"] = measure.matmul_flops(case.device, case.spec.dtype, case.spec.d_model, case.spec.dim_feedforward)
         rec["efficiency"] = float(rec["useful_flops"] / median / rec["matmul_flops"])
         if memory:
-            rec["peak_mem_bytes"] = measure.peak_memory(case)
+            rec["peak_mem_bytes"] = peak_memory(case)
         rec["status"] = "ok"
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # recorded, never raised: a sweep keeps going
-        if _is_oom(exc):
-            rec.update(status="oom", message=str(exc).splitlines()[0][:300])
-            if case.device == "cuda":
-                torch.cuda.empty_cache()
-        else:
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            first = (str(exc).splitlines() or [""])[0][:300]
-            rec.update(status="error", message=f"{type(exc).__name__}: {first} ({where.filename.split('/')[-1]}:{where.lineno})")
+        rec.update(failure(exc))
+        if rec["status"] == "oom" and case.device == "cuda":
+            torch.cuda.empty_cache()
     finally:
         rec.pop("padded_tokens", None)
     return rec
@@ -232,4 +251,5 @@ def sweep_cases(strategies, distributions, modes, *, device="cpu", batch_size=32
     ]
 
 
-__all__ = ["Case", "Prepared", "RECORD_FIELDS", "measure_case", "prepare", "sweep_cases", "dtype_name", "parse_dtype"]
+__all__ = ["Case", "Prepared", "RECORD_FIELDS", "check_device", "measure_case", "peak_memory", "prepare", "sweep_cases",
+           "warm_up"]

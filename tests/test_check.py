@@ -12,7 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from padbench.check import CheckReport, check_padding, load_model, main, add_parser
+from padbench.check import CheckReport, check_padding, load_model
+from padbench.cli import main as cli_main
+from padbench.cli.check import add_parser
 from padbench.errors import PadbenchError
 from padbench.examples import models as M
 
@@ -419,7 +421,10 @@ def test_models_that_write_into_their_inputs_or_skip_autograd():
 
 # --------------------------------------------------------------------------- CLI
 def run_cli(capsys, *argv):
-    code = main(list(argv))
+    try:
+        code = cli_main(["check", *argv])
+    except SystemExit as exc:  # argparse: a usage error
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -525,7 +530,7 @@ def test_add_parser_wires_a_subcommand(capsys):
 
 def test_python_dash_m(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "padbench.check", "padbench.examples.models:transformer_encoder",
+        [sys.executable, "-m", "padbench", "check", "padbench.examples.models:transformer_encoder",
          "--d-model", "16", "--json"],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -533,11 +538,9 @@ def test_python_dash_m(tmp_path):
 
 
 def test_padbench_cli_check_subcommand(capsys):
-    cli = pytest.importorskip("padbench.cli")
-    try:
-        code = cli.main(["check", "padbench.examples.models:masked_max_pool", "--d-model", "16"])
-    except SystemExit:                        # `check` not wired into this cli.py
-        pytest.skip("padbench.cli has no check subcommand")
+    from padbench import cli
+
+    code = cli.main(["check", "padbench.examples.models:masked_max_pool", "--d-model", "16"])
     assert code == 0
     assert cli.main(["check", "padbench.examples.models:ignores_mask", "--d-model", "16"]) == 1
     assert cli.main(["check", "padbench.examples.models", "--d-model", "16"]) == 2

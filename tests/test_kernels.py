@@ -535,7 +535,7 @@ def test_kernel_bench_records_and_errors():
 def test_kernel_cli_writes_json(tmp_path, capsys):
     import argparse
 
-    from padbench.kernel_bench import add_parser
+    from padbench.cli.kernel import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="cmd"))

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from padbench import asv_results, report, results
+from padbench.cli import main as cli_main
 
 
 def rec(strategy, dist="lognormal", *, tps, mode="inference", device="cpu", err=1e-7, grad=None,
@@ -137,9 +138,9 @@ def test_build_report_latest_run_per_origin(tmp_path):
 
 def test_report_cli(tmp_path, capsys):
     write_run(tmp_path / "a.pbjson", [rec("padded", tps=1000), rec("loop", tps=2000)])
-    assert report.main([str(tmp_path / "a.pbjson"), "--out", str(tmp_path / "o")]) == 0
+    assert cli_main(["report", str(tmp_path / "a.pbjson"), "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "index.html").exists()
-    assert report.main([str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert cli_main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "no such results" in capsys.readouterr().err
 
 
@@ -257,11 +258,11 @@ def test_asv_repeatability(tmp_path):
     measured = [v for v in values if isinstance(v, float) and v == v]
     assert len(df) == len(measured)
     assert df.rel_diff.to_numpy() == pytest.approx(0.1)
-    assert asv_results.main(["repeat", str(first), str(second)]) == 0
+    assert cli_main(["asv", "repeat", str(first), str(second)]) == 0
 
 
 def test_asv_repeatability_missing_file_is_a_clear_error(tmp_path, capsys):
-    assert asv_results.main(["repeat", str(tmp_path / "nope.json"), str(tmp_path / "nope2.json")]) == 2
+    assert cli_main(["asv", "repeat", str(tmp_path / "nope.json"), str(tmp_path / "nope2.json")]) == 2
     assert "cannot read asv results" in capsys.readouterr().err
 
 

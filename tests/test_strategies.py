@@ -117,3 +117,27 @@ def test_inplace_dense_block_matches_reference_across_chunks(monkeypatch, norm_f
                        activation=activation)
     for name in ("packed", "flex") if norm_first else ("packed",):
         assert_equivalent(Case(name, "bimodal", mode="inference", batch_size=5, max_len=30, spec=spec, seed=4))
+
+
+@pytest.mark.parametrize("name", strategies.names())
+def test_library_call_where_unsupported_raises_unsupported_error(name):
+    """Called straight from the library, a strategy that cannot run here says why (never a raw torch error)."""
+    from padbench.batch import VarlenBatch
+
+    encoder = SMALL.build(0, "cpu")
+    batch = VarlenBatch.from_lengths([3, 5], SMALL.d_model, seed=0)
+    strategy = strategies.get(name, encoder)
+    for mode in ("inference", "training"):
+        reason = strategies.strategy_class(name).unsupported_reason("cpu", mode, torch.float32)
+        if reason is None:
+            continue
+        with torch.set_grad_enabled(mode == "training"), pytest.raises(UnsupportedError) as exc:
+            strategy(batch)
+        assert str(exc.value) == reason
+
+
+def test_varlen_attn_on_cpu_through_the_library_is_unsupported():
+    from padbench.batch import VarlenBatch
+
+    with torch.no_grad(), pytest.raises(UnsupportedError, match="cuda"):
+        strategies.get("varlen_attn", SMALL.build(0, "cpu"))(VarlenBatch.from_lengths([4, 2], SMALL.d_model, seed=1))

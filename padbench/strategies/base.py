@@ -3,11 +3,14 @@
 A strategy computes the reference encoder's function on a `VarlenBatch` and returns the packed
 output ``[T, d]`` (valid positions only, in ``batch.values`` order), so any two strategies'
 outputs compare element for element. It declares the devices and modes it supports; anything
-else raises `UnsupportedError` with the reason.
+else raises `UnsupportedError` with the reason: `prepare` asks before building a case, and every
+call checks again, so a strategy used straight from the library on a device, mode or dtype it
+cannot run says why instead of failing deep inside torch.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 import torch
@@ -31,6 +34,11 @@ class Strategy:
     needs_warmup: bool = False
     # A torch module the strategy needs (older torch releases lack some).
     requires_module: str | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:
+            cls.__call__ = _checked(cls.__dict__["__call__"])
 
     def __init__(self, encoder: nn.TransformerEncoder):
         self.encoder = encoder
@@ -64,6 +72,29 @@ class Strategy:
     def info(self) -> dict:
         """Extra facts for the record (e.g. whether a fast path was really taken)."""
         return {}
+
+
+def call_mode(encoder: nn.Module) -> str:
+    """The mode a call runs in: training when autograd will track the encoder's parameters."""
+    grads = torch.is_grad_enabled() and any(p.requires_grad for p in encoder.parameters())
+    return "training" if grads else "inference"
+
+
+def _checked(call):
+    """Wrap a strategy's ``__call__`` so that an unsupported (device, mode, dtype) raises UnsupportedError."""
+    @functools.wraps(call)
+    def checked(self, batch: VarlenBatch):
+        key = (batch.values.device.type, call_mode(self.encoder), batch.values.dtype)
+        reasons = type(self).__dict__.get("_reasons")
+        if reasons is None:
+            reasons = type(self)._reasons = {}
+        if key not in reasons:
+            reasons[key] = type(self).unsupported_reason(*key)
+        if reasons[key]:
+            raise UnsupportedError(reasons[key])
+        return call(self, batch)
+
+    return checked
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:

@@ -7,7 +7,8 @@ into ``<site>/report``). It is served on 127.0.0.1 and each page must load with 
 exception, no console.error, no error log entry, no failed request, and must not render blank;
 the report must show one loaded plot per device and mode, the dashboard must draw a graph.
 
-Skipped only when no Chromium is installed (CI installs it: ``apt-get install chromium``).
+Skipped only when Chromium or chromedriver is missing (CI installs both:
+``apt-get install chromium chromium-driver``).
 """
 
 from __future__ import annotations
@@ -22,18 +23,10 @@ import pytest
 from padbench import asv_results, report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser import Browser, find_chromium, serve_dir  # noqa: E402
+from pages import check_page, driver, serve_dir  # noqa: E402,F401  (driver is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not find_chromium():
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with Browser(width=1280, height=900) as b:
-        yield b
 
 
 def _asv() -> list[str]:
@@ -65,37 +58,19 @@ def _assert_clean(page):
     assert not page.problems, f"{page.url}:\n  " + "\n  ".join(page.problems)
 
 
-def test_report_page_shows_every_plot(site, browser):
+def test_report_page_shows_every_plot(driver, site):
     html, url = site
     sections = len(list((html / "report").glob("plot-*.png")))
     assert sections >= 1
     ready = ("document.images.length > 0 && Array.from(document.images).every("
              "i => i.complete && i.naturalWidth > 0)")
-    page = browser.check_page(url + "report/", ready=ready)
+    page = check_page(driver, url + "report/", ready=ready)
     _assert_clean(page)
-    n_img = browser_eval(browser, url + "report/",
-                         "Array.from(document.querySelectorAll('section img.plot'))"
-                         ".filter(i => i.complete && i.naturalWidth > 0).length")
-    n_sec = browser_eval(browser, url + "report/", "document.querySelectorAll('section').length")
+    n_img = driver.execute_script("return Array.from(document.querySelectorAll('section img.plot'))"
+                                  ".filter(i => i.complete && i.naturalWidth > 0).length")
+    n_sec = driver.execute_script("return document.querySelectorAll('section').length")
     assert n_sec == sections and n_img == sections
     assert any(u.endswith(".png") for u in page.requests)
-
-
-def browser_eval(browser, url, expression, ready="document.readyState === 'complete'"):
-    """Value of a JS expression on a freshly loaded page."""
-    session = browser.open_tab()
-    try:
-        start = len(browser.events)
-        browser.send("Page.navigate", {"url": url}, session=session)
-        browser.wait_event("Page.loadEventFired", session=session, start=start)
-        import time
-
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not browser.evaluate(session, f"Boolean({ready})"):
-            time.sleep(0.2)
-        return browser.evaluate(session, expression)
-    finally:
-        browser.close_tab(session)
 
 
 # The asv-tachyon UI draws a benchmark's graph with uPlot into a <canvas> (only when the
@@ -115,17 +90,17 @@ def _local_only(page):
     assert not foreign, f"requests leave the machine (CDN?): {foreign}"
 
 
-def test_asv_dashboard_overview(site, browser):
+def test_asv_dashboard_overview(driver, site):
     html, url = site
-    page = browser.check_page(url, ready=f"document.body.innerText.includes('{GRAPHED}')", ready_timeout=40)
+    page = check_page(driver, url, ready=f"document.body.innerText.includes('{GRAPHED}')", ready_timeout=40)
     _assert_clean(page)
     _local_only(page)
     assert any(u.endswith("index.json") for u in page.requests)
 
 
-def test_asv_dashboard_draws_a_graph(site, browser):
+def test_asv_dashboard_draws_a_graph(driver, site):
     html, url = site
-    page = browser.check_page(f"{url}#view=explore&bench={GRAPHED}", ready=GRAPH_DRAWN, ready_timeout=40)
+    page = check_page(driver, f"{url}#view=explore&bench={GRAPHED}", ready=GRAPH_DRAWN, ready_timeout=40)
     _assert_clean(page)
     _local_only(page)
     assert any(f"/graphs/" in u and u.endswith(f"{GRAPHED}.json") for u in page.requests)

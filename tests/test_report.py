@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from padbench import asv_results, report, results
+from padbench import asv_results, report, results, table
 from padbench.cli import main as cli_main
+from padbench.report import dashboard
 
 
 def rec(strategy, dist="lognormal", *, tps, mode="inference", device="cpu", err=1e-7, grad=None,
@@ -95,6 +96,23 @@ def test_speedup_only_within_the_same_run():
     both = report.add_judgement(pd.concat([df, other], ignore_index=True))
     assert both[(both.run == "a") & (both.strategy == "loop")]["speedup"].iloc[0] == pytest.approx(2.0)
     assert pd.isna(both[(both.run == "b") & (both.strategy == "loop")]["speedup"].iloc[0])
+
+
+def test_bf16_judged_by_its_own_tolerance_in_report_and_run_table():
+    """A bf16 forward error of 1e-2 is within bf16's tolerance: equivalent in both faces alike."""
+    rows = [dict(rec("padded", tps=1000, err=1e-2), dtype="bfloat16"),
+            dict(rec("packed", tps=2000, err=1e-2), dtype="bfloat16")]
+    df = judged(rows)
+    assert df["equivalent"].all(), df["why_not"].tolist()
+    (v,) = report.verdicts(df, "cpu", "inference")
+    assert v.winner == "packed" and v.speedup == pytest.approx(2.0)
+    printed = table.comparison(pd.DataFrame(rows))
+    assert (printed["equiv"] == "yes").all()
+    assert printed.set_index("strategy").loc["packed", "vs padded"] == pytest.approx(2.0)
+    # the same error in float32 is not equivalent, in both
+    f32 = [dict(r, dtype="float32") for r in rows]
+    assert not judged(f32)["equivalent"].any()
+    assert (table.comparison(pd.DataFrame(f32))["equiv"] == "NO").all()
 
 
 def write_run(path: Path, records, device="cpu", created=None):
@@ -274,7 +292,7 @@ def test_dashboard_defaults_to_an_environment_asv_published():
     index = {"graph_param_list": [existing, built],
              "params": {"python": ["/x/.venv/bin/python3", "3.11"], "torch": ["2.13.0", None],
                         "numpy": ["", None], "machine": ["m"]}}
-    out = report._default_to_a_real_environment(index)
+    out = dashboard.default_to_a_real_environment(index)
     assert out["graph_param_list"][0] == built
     assert {k: v[0] for k, v in out["params"].items()} == built
     assert sorted(map(str, out["params"]["torch"])) == ["2.13.0", "None"]

@@ -1,0 +1,18 @@
+"""A static HTML report that helps a person choose a batching strategy, and the offline asv dashboard.
+
+`build_report(paths, out_dir="html/report")` reads padbench run files and asv results and writes
+``<out_dir>/index.html`` with, per device, mode and run: a figure (tokens/s and speedup over
+``padded`` against the padding ratio, peak memory), a table of every case with its equivalence
+errors and pad checks, and a verdict per distribution that only an equivalent strategy can win.
+`install_dashboard(html_dir)` makes the page ``asv publish`` writes work offline.
+
+One job per module: `sources` loads results, `verdict` judges them (through `padbench.judge`),
+`plots` draws, `page` writes HTML, `build` puts these together, `dashboard` patches asv's site.
+"""
+
+from .build import build_report
+from .dashboard import install_dashboard
+from .sources import latest_runs, load
+from .verdict import Verdict, add_judgement, verdicts
+
+__all__ = ["Verdict", "add_judgement", "build_report", "install_dashboard", "latest_runs", "load", "verdicts"]

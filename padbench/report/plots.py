@@ -1,0 +1,109 @@
+"""The report's figure for one section: what a person compares strategies by, at a glance.
+
+Three panels: real tokens/s and speedup over ``padded`` against the batch's padding ratio (the
+question is how the gap grows with padding), and peak memory per strategy. Strategies that do
+not compute the reference function are drawn hollow, so a fast wrong answer cannot pass for a
+fast right one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..judge import BASELINE
+
+# A fixed colour and marker per strategy, so that a strategy looks the same in every figure.
+STRATEGY_STYLE = {
+    "padded": ("#555555", "o"),
+    "bucketed": ("#1f77b4", "s"),
+    "nested_fastpath": ("#ff7f0e", "^"),
+    "jagged": ("#2ca02c", "v"),
+    "loop": ("#d62728", "D"),
+    "packed": ("#9467bd", "P"),
+    "flex": ("#8c564b", "X"),
+    "varlen_attn": ("#e377c2", "*"),
+}
+_EXTRA_COLOURS = ["#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78"]
+
+
+def _style(strategy: str, i: int):
+    return STRATEGY_STYLE.get(strategy, (_EXTRA_COLOURS[i % len(_EXTRA_COLOURS)], "o"))
+
+
+def _order(strategies) -> list[str]:
+    return sorted(strategies, key=lambda s: (list(STRATEGY_STYLE).index(s) if s in STRATEGY_STYLE else 99, s))
+
+
+def _rate_panels(ok: pd.DataFrame, strategies, ax_tps, ax_sp) -> None:
+    for i, s in enumerate(strategies):
+        g = ok[ok["strategy"] == s].sort_values("padding_ratio")
+        colour, marker = _style(s, i)
+        hollow = ~g["equivalent"].astype(bool)
+        label = s + ("" if not hollow.any() else " (not equivalent)" if hollow.all() else " (partly not equiv.)")
+        for ax, col in ((ax_tps, "tokens_per_s"), (ax_sp, "speedup")):
+            y = pd.to_numeric(g[col], errors="coerce")
+            if y.notna().sum() == 0:
+                continue
+            ax.plot(g["padding_ratio"], y, color=colour, alpha=0.5, linewidth=1)
+            if (~hollow).any():
+                ax.scatter(g["padding_ratio"][~hollow], y[~hollow], color=colour, marker=marker, s=46,
+                           alpha=0.85, label=label if ax is ax_tps else None, zorder=3)
+            if hollow.any():
+                ax.scatter(g["padding_ratio"][hollow], y[hollow], facecolors="none", edgecolors=colour,
+                           marker=marker, s=46, label=label if ax is ax_tps and not (~hollow).any() else None,
+                           zorder=3)
+    ax_tps.set_title("real tokens/s (higher is better)")
+    ax_tps.set_xlabel("padding ratio of the batch")
+    ax_tps.set_ylabel("real tokens / s")
+    ax_sp.axhline(1.0, color="#999999", linestyle="--", linewidth=1)
+    ax_sp.set_title(f"speedup over {BASELINE} (same run)")
+    ax_sp.set_xlabel("padding ratio of the batch")
+    ax_sp.set_ylabel(f"× {BASELINE}")
+    for ax in (ax_tps, ax_sp):
+        ax.grid(True, alpha=0.3)
+        ax.set_xlim(-0.02, 1.0)
+    ax_tps.legend(fontsize=8, loc="best")
+
+
+def _memory_panel(ok: pd.DataFrame, strategies, ax) -> None:
+    mem = ok.assign(peak_mem_bytes=pd.to_numeric(ok["peak_mem_bytes"], errors="coerce"))
+    mem = mem[mem["peak_mem_bytes"].notna()]
+    ax.set_title("peak memory per batch")
+    if mem.empty:
+        ax.text(0.5, 0.5, "no memory measured", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    table = mem.pivot_table(index="strategy", columns="distribution", values="peak_mem_bytes", aggfunc="max")
+    table = table.reindex([s for s in strategies if s in table.index])
+    dists = list(table.columns)
+    width = 0.8 / max(1, len(dists))
+    for j, dist in enumerate(dists):
+        ax.bar([k + j * width for k in range(len(table))], table[dist] / 2**20, width=width, label=str(dist))
+    ax.set_xticks([k + width * (len(dists) - 1) / 2 for k in range(len(table))])
+    ax.set_xticklabels(table.index, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("MiB")
+    ax.legend(fontsize=8, title="distribution", title_fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def plot_section(df: pd.DataFrame, title: str, path: Path) -> Path:
+    """Draw one judged section (`verdict.add_judgement`) into the PNG at ``path``; return it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: the report is written by a command, often on a server
+    import matplotlib.pyplot as plt
+
+    ok = df[df["status"] == "ok"].copy()
+    ok["padding_ratio"] = pd.to_numeric(ok["padding_ratio"], errors="coerce")
+    strategies = _order(ok["strategy"].unique())
+    fig, (ax_tps, ax_sp, ax_mem) = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
+    _rate_panels(ok, strategies, ax_tps, ax_sp)
+    _memory_panel(ok, strategies, ax_mem)
+    fig.suptitle(title, fontsize=11)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -122,7 +122,7 @@ def _compiled_dense_block(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a:
 def cpu_dense_layers() -> str:
     """What runs packed tokens' dense layers at CPU inference here, in words (recorded with results)."""
     ok, what = cpu_extension.load()
-    return f"padbench C++ dense layers ({cpu_extension.capability()})" if ok else f"PyTorch ops in place ({what})"
+    return f"padbench C++ dense layers ({cpu_extension.route()})" if ok else f"PyTorch ops in place ({what})"
 
 
 def _use_inplace(x: torch.Tensor) -> bool:

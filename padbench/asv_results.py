@@ -3,8 +3,8 @@
 `load(results_dir)` returns one row per (machine, commit, environment, strategy, distribution,
 device, mode) with the columns of a padbench run record (see `padbench.runner.RECORD_FIELDS`)
 that the asv suite in ``benchmarks/`` measures, plus ``speedup`` and ``env_*`` columns, so
-that `padbench.report` treats asv results and padbench run files (`padbench.results.load`)
-alike.  Columns a benchmark did not record are NaN / None.
+that `padbench.report.sources` can treat asv results and padbench run files
+(`padbench.results.load`) alike.  Columns a benchmark did not record are NaN / None.
 
 Only the standard library, numpy and pandas are used: asv itself need not be importable.
 The results format read is asv's version 2 (asv >= 0.5): ``result_columns`` names the
@@ -24,10 +24,11 @@ from pathlib import Path
 
 import pandas as pd
 
-# asv benchmark -> (mode, record column, value transform)
-_MODES = {"Inference": "inference", "Training": "training"}
+# The suite names its classes <Mode><Kind> (``InferenceMetrics``, ``TrainingMemory``...): the
+# prefix gives the record's mode, the rest (`ASV_CLASS_COLUMNS`) which column each method fills.
+ASV_CLASS_MODE = {"Inference": "inference", "Training": "training"}
 
-_STEP_COLUMNS = {  # class suffix after the mode -> {method: column}
+ASV_CLASS_COLUMNS = {  # class name after the mode -> {method: record column}
     "": {"time_step": "time_s"},
     "Memory": {"peakmem_step": "peak_mem_bytes"},
     "CudaMemory": {"track_cuda_peak_bytes": "peak_mem_bytes"},
@@ -59,7 +60,7 @@ def _entry_columns(doc: dict, entry) -> dict:
     cols = doc.get("result_columns") or ["result", "params", "version", "started_at", "duration",
                                          "stats_ci_99_a", "stats_ci_99_b", "stats_q_25", "stats_q_75",
                                          "stats_number", "stats_repeat", "samples", "profile"]
-    if isinstance(entry, dict):  # very old layout
+    if isinstance(entry, dict):  # results format 1 stores each benchmark's fields by name
         return entry
     return dict(zip(cols, entry))
 
@@ -82,7 +83,6 @@ def _expand(doc: dict, name: str):
     params = entry.get("params") or []
     if not isinstance(values, list):
         values = [values]
-    names = None
     combos = list(itertools.product(*params)) if params else [()]
     q25 = entry.get("stats_q_25") or [None] * len(combos)
     q75 = entry.get("stats_q_75") or [None] * len(combos)
@@ -91,7 +91,6 @@ def _expand(doc: dict, name: str):
             break
         yield [_parse_param(p) for p in combo], values[i], {"q25": q25[i] if i < len(q25) else None,
                                                             "q75": q75[i] if i < len(q75) else None}
-    del names
 
 
 def _row_key(meta: dict, strategy, distribution, device, mode):
@@ -149,11 +148,11 @@ def load_file(path: str | os.PathLike, machine: str | None = None, machine_info:
                 if _is_value(value):
                     fastpath[(dist, device)] = value
             continue
-        mode = next((m for prefix, m in _MODES.items() if cls.startswith(prefix)), None)
-        if mode is None:
+        prefix = next((p for p in ASV_CLASS_MODE if cls.startswith(p)), None)
+        if prefix is None:
             continue
-        suffix = cls[len(next(p for p in _MODES if cls.startswith(p))):]
-        col = _STEP_COLUMNS.get(suffix, {}).get(method)
+        mode = ASV_CLASS_MODE[prefix]
+        col = ASV_CLASS_COLUMNS.get(cls[len(prefix):], {}).get(method)
         if col is None:
             continue
         for combo, value, stats in _expand(doc, name):
@@ -169,7 +168,7 @@ def load_file(path: str | os.PathLike, machine: str | None = None, machine_info:
                 r.setdefault("failed", []).append(method)
 
     out = []
-    for key, r in rows.items():
+    for r in rows.values():
         dist = r["distribution"]
         r.update(lengths.get(dist, {}))
         if r["strategy"] == "nested_fastpath" and r["mode"] == "inference":
@@ -197,11 +196,8 @@ def load_file(path: str | os.PathLike, machine: str | None = None, machine_info:
     return pd.DataFrame(out)
 
 
-def load(results_dir: str | os.PathLike = "results", *, latest_only: bool = False) -> pd.DataFrame:
-    """Every asv result under results_dir as one DataFrame (empty when there is none).
-
-    ``latest_only``: keep, per machine, only the rows of its most recent commit (by date).
-    """
+def load(results_dir: str | os.PathLike = "results") -> pd.DataFrame:
+    """Every asv result under results_dir as one DataFrame (empty when there is none)."""
     frames = []
     for machine, path in iter_result_files(results_dir):
         info_path = Path(path).parent / "machine.json"
@@ -218,11 +214,7 @@ def load(results_dir: str | os.PathLike = "results", *, latest_only: bool = Fals
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=KEY + ["status"])
-    df = pd.concat(frames, ignore_index=True)
-    if latest_only:
-        latest = df.groupby("env_machine")["env_date"].transform("max")
-        df = df[df["env_date"] == latest].reset_index(drop=True)
-    return df
+    return pd.concat(frames, ignore_index=True)
 
 
 def is_asv_results_dir(path: str | os.PathLike) -> bool:
@@ -244,7 +236,7 @@ def cpu_short_name(model: str) -> str:
 
     s = re.sub(r"\((R|TM|tm|r)\)", " ", model)
     s = re.sub(r"@.*$", " ", s)
-    s = re.sub(r"\b\d+-Core\b|\bCPU\b|\bProcessor\b|\bIntel\b|\bAMD\b|\bwith\b.*$", " ", s, flags=re.I)
+    s = re.sub(r"\b\d+-Core\b|\bCPU\b|\bProcessor\b|\bIntel\b|\bAMD\b|\bwith\b.*$", " ", s, flags=re.IGNORECASE)
     return _slug(s)[:40] or "cpu"
 
 
@@ -256,7 +248,7 @@ def gpu_name() -> str | None:
     if shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=20)
+                                 check=False, capture_output=True, text=True, timeout=20)
             if out.returncode == 0 and out.stdout.strip():
                 return out.stdout.strip().splitlines()[0].strip()
         except (OSError, subprocess.SubprocessError):

@@ -1,20 +1,22 @@
-"""`padbench check`: does padding leak into your model?"""
+"""`padbench check`: does padding leak into your model?
+
+Exit status: 0 clean, 1 leak, 3 hazard (NaN/Inf confined to padding), 2 bad input
+(`padbench.cli.main` prints a `PadbenchError` on one line).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import warnings
 
-import torch
-
-from ..check import MODES, check_padding, load_model
+from ..check import CLEAN, HAZARD, LEAK, TORCH_MODES, check_padding
 from ..check import __doc__ as CHECK_DOC
-from ..errors import PadbenchError
+from ..model import DTYPES, parse_dtype
+from ..user_model import load_model
 
-
-_DTYPES = {"float64": torch.float64, "float32": torch.float32, "native": None}
+EXIT_CODES = {CLEAN: 0, LEAK: 1, HAZARD: 3}
+NATIVE = "native"
 
 
 def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -25,8 +27,9 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4, metavar="B", help="sequences in the test batch (default 4)")
     parser.add_argument("--max-len", type=int, default=10, metavar="L", help="longest sequence (default 10)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mode", choices=("train", "eval", "both"), default="both")
-    parser.add_argument("--dtype", choices=tuple(_DTYPES), default="float64",
+    parser.add_argument("--mode", choices=(*TORCH_MODES, "both"), default="both",
+                        help="module mode: train(), eval() or both (default)")
+    parser.add_argument("--dtype", choices=(*DTYPES, NATIVE), default="float64",
                         help="run a copy of the model in this dtype (default float64: round-off cannot "
                              "pass for a leak); 'native' keeps the model's own")
     out = parser.add_mutually_exclusive_group()
@@ -50,30 +53,26 @@ def _parse_lengths(text: str) -> list:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    try:
-        model = load_model(args.target)
-        with warnings.catch_warnings():
-            # nn.TransformerEncoder's fast path warns on every call; noise in a report
-            warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")
-            report = check_padding(
-                model, args.d_model, lengths=args.lengths, batch_size=args.batch_size, max_len=args.max_len,
-                seed=args.seed, modes=MODES if args.mode == "both" else (args.mode,),
-                per_token=args.per_token, dtype=_DTYPES[args.dtype], device=args.device)
-    except PadbenchError as exc:
-        print(f"padbench check: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-              file=sys.stderr)
-        return 2
+    model = load_model(args.target)
+    with warnings.catch_warnings():
+        # nn.TransformerEncoder's fast path warns on every call; noise in a report
+        warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")
+        report = check_padding(
+            model, args.d_model, lengths=args.lengths, batch_size=args.batch_size, max_len=args.max_len,
+            seed=args.seed, modes=TORCH_MODES if args.mode == "both" else (args.mode,),
+            per_token=args.per_token, dtype=None if args.dtype == NATIVE else parse_dtype(args.dtype),
+            device=args.device)
     report.model = f"{args.target} ({report.model})"
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
         print(report.summary())
-    return 0 if report.ok else 1
+    return EXIT_CODES[report.verdict]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``check`` subcommand to a ``parser.add_subparsers()`` object."""
     parser = subparsers.add_parser(
-        "check", help="does padding leak into your model? (pads, appended padding, empty sequences)",
+        "check", help="does padding leak into your model? (exit 0 clean, 1 leak, 3 hazard, 2 bad input)",
         description=CHECK_DOC.split("\n\n")[0] if CHECK_DOC else None)
     return _configure(parser)

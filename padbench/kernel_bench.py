@@ -27,22 +27,25 @@ Each record also carries the forward max abs error against a float64 per-sequenc
 from __future__ import annotations
 
 import functools
-import math
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import PadbenchError, UnsupportedError
+from .batch import VarlenBatch
+from .errors import PadbenchError, UnsupportedError, failure
+from .judge import speedup
 from .lengths import DEFAULT_DISTS
+from .model import dtype_name, parse_dtype
 
 METHODS = ("padbench", "flash_per_length", "sdpa_padded", "sdpa_loop", "sdpa_njt", "flex", "varlen_attn")
-MODES = ("forward", "backward")
+# The passes of the attention op timed alone (not the inference/training modes of a whole encoder).
+PASSES = ("forward", "backward")
 BACKWARD_FLOP_FACTOR = 2.5
 SCHEMA_VERSION = 1
 KIND = "padbench.kernel"
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -75,16 +78,14 @@ class Problem:
         g = torch.Generator().manual_seed(seed)
         self.q, self.k, self.v, self.grad = (
             torch.randn(self.T, nhead, head_dim, generator=g).to(device=self.device, dtype=dtype) for _ in range(4))
-        offs = [0]
-        for n in self.lengths:
-            offs.append(offs[-1] + n)
-        self.offsets_list = offs
-        self.offsets = torch.tensor(offs, dtype=torch.int64, device=self.device)
-        self.pad_seed = seed + 1
+        # The padded/packed layouts come from VarlenBatch, over [T, H*D] rows, like every strategy's.
+        self.layout = VarlenBatch._make(self.q.reshape(self.T, -1), np.asarray(self.lengths), pad_seed=seed + 1)
+        self.offsets = self.layout.offsets
+        self.offsets_list = [int(o) for o in self.offsets.tolist()]
 
     @property
     def padding_ratio(self) -> float:
-        return 1.0 - self.T / (self.B * self.L) if self.L else 0.0
+        return self.layout.padding_ratio
 
     @functools.cached_property
     def reference(self) -> torch.Tensor:
@@ -97,24 +98,17 @@ class Problem:
 
     def padded(self, x: torch.Tensor) -> torch.Tensor:
         """[T, H, D] -> [B, H, L, D] with seeded noise in the pads."""
-        g = torch.Generator().manual_seed(self.pad_seed)
-        out = torch.randn(self.B, self.L, self.nhead, self.head_dim, generator=g).to(x.device, x.dtype)
-        idx = self._pad_index()
-        out.view(-1, self.nhead, self.head_dim).index_copy_(0, idx, x.detach())
-        return out.transpose(1, 2).contiguous()
+        rows = replace(self.layout, values=x.detach().reshape(self.T, -1), _cache=self.layout._cache)
+        out, _ = rows.to_padded()
+        return out.view(self.B, self.L, self.nhead, self.head_dim).transpose(1, 2).contiguous()
 
     def unpad(self, y: torch.Tensor) -> torch.Tensor:
         """[B, H, L, D] -> packed [T, H, D] (valid rows only)."""
-        return y.transpose(1, 2).reshape(-1, self.nhead, self.head_dim).index_select(0, self._pad_index())
-
-    def _pad_index(self) -> torch.Tensor:
-        rows = [torch.arange(n) + i * self.L for i, n in enumerate(self.lengths)]
-        return torch.cat(rows).to(self.device)
+        return self.layout.unpad(y.transpose(1, 2))
 
     def key_mask(self) -> torch.Tensor:
         """[B, 1, 1, L] bool, True = attend (SDPA's convention)."""
-        lens = torch.tensor(self.lengths, device=self.device)
-        return (torch.arange(self.L, device=self.device)[None, :] < lens[:, None])[:, None, None, :]
+        return ~self.layout.key_padding_mask()[:, None, None, :]
 
 
 # --------------------------------------------------------------------------- methods
@@ -320,8 +314,8 @@ def _check_device(device: str):
 
 def _modes(mode: str) -> tuple[str, ...]:
     if mode == "both":
-        return MODES
-    if mode not in MODES:
+        return PASSES
+    if mode not in PASSES:
         raise PadbenchError(f"mode must be forward, backward or both, got {mode!r}")
     return (mode,)
 
@@ -339,9 +333,7 @@ def run_kernel_bench(device: str = "cpu", dtype: torch.dtype | str = torch.float
     """
     _check_device(device)
     if isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise PadbenchError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-        dtype = _DTYPES[dtype]
+        dtype = parse_dtype(dtype)
     if isinstance(distributions, str):
         distributions = [d for d in distributions.split(",") if d]
     if isinstance(methods, str):
@@ -360,7 +352,7 @@ def run_kernel_bench(device: str = "cpu", dtype: torch.dtype | str = torch.float
         for method in methods:
             err = None
             for md in modes:
-                rec = dict(method=method, distribution=dist, mode=md, device=device, dtype=str(dtype).replace("torch.", ""),
+                rec = dict(method=method, distribution=dist, mode=md, device=device, dtype=dtype_name(dtype),
                            batch_size=batch_size, max_len=max_len, nhead=nhead, head_dim=head_dim,
                            num_tokens=p.T, longest=p.L, padding_ratio=p.padding_ratio,
                            flops=attention_flops(p.lengths, nhead, head_dim, md),
@@ -375,11 +367,10 @@ def run_kernel_bench(device: str = "cpu", dtype: torch.dtype | str = torch.float
                     fn()  # warm-up (compilation, allocator)
                     t, spread = _time(fn, device, min_run_time)
                     rec.update(time_s=t, time_spread=spread, flops_per_s=rec["flops"] / t if t > 0 else None)
-                except UnsupportedError as exc:
-                    rec.update(status="unsupported", message=str(exc))
+                except KeyboardInterrupt:
+                    raise
                 except Exception as exc:  # recorded, never fatal: other methods still run
-                    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                    rec.update(status="error", message=f"{type(exc).__name__}: {msg}"[:300])
+                    rec.update(failure(exc))
                 records.append(rec)
                 if progress is not None:
                     progress(rec)
@@ -397,10 +388,8 @@ def to_frame(records):
         return df
     df["time_ms"] = df["time_s"].astype(float) * 1e3
     df["gflops"] = df["flops_per_s"].astype(float) / 1e9
-    base = df[df["method"] == "sdpa_padded"].set_index(["distribution", "mode"])["time_s"].astype(float)
-    keys = list(zip(df["distribution"], df["mode"]))
-    df["speedup_vs_padded"] = [base.get(key, math.nan) / t if t else math.nan
-                               for key, t in zip(keys, df["time_s"].astype(float))]
+    df["speedup_vs_padded"] = speedup(df, ["distribution", "mode"], baseline="sdpa_padded", label="method",
+                                      value="time_s")
     return df
 
 
@@ -418,4 +407,4 @@ def format_table(records) -> str:
 
 
 __all__ = ["run_kernel_bench", "attention_flops", "Problem", "timed_callable", "build", "max_abs_error",
-           "METHODS", "MODES", "to_frame", "format_table"]
+           "METHODS", "PASSES", "to_frame", "format_table"]

@@ -9,9 +9,10 @@ import torch
 
 from ..environment import environment
 from ..errors import PadbenchError
-from ..kernel_bench import _DTYPES, KIND, METHODS, SCHEMA_VERSION, format_table, run_kernel_bench
+from ..kernel_bench import KIND, METHODS, SCHEMA_VERSION, format_table, run_kernel_bench
 from ..kernel_bench import __doc__ as KERNEL_DOC
 from ..lengths import DEFAULT_DISTS
+from ..model import DTYPES
 from ..results import write
 from .args import positive_int
 
@@ -22,7 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "kernel", help="time attention ops alone: padbench's varlen op vs SDPA padded/loop/NJT, flex, varlen_attn",
         description=KERNEL_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     p.add_argument("--dists", default=",".join(DEFAULT_DISTS), help="NAME,NAME or file:PATH")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-len", type=int, default=None,

@@ -15,7 +15,7 @@ class UnsupportedError(PadbenchError):
 
 # Messages of an allocation that failed: torch's CUDA OOM, and the CPU allocator's
 # "DefaultCPUAllocator: can't allocate memory" (a RuntimeError, not an OutOfMemoryError).
-_OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory")
+_OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -128,3 +128,41 @@ def test_results_are_atomic_and_strict(tmp_path):
 
     with pytest.raises(PadbenchError, match="not valid JSON"):
         results.load(tmp_path / "bad.pbjson")
+
+
+def test_cpu_allocation_failure_is_recorded_as_oom(capsys, tmp_path, monkeypatch):
+    """torch's CPU allocator raises a RuntimeError, not an OutOfMemoryError: it is still an oom."""
+    import torch
+
+    from padbench.strategies.loop import Loop
+
+    def real_cpu_failure(self, batch):
+        return torch.empty(2**42, dtype=torch.uint8)  # 4 TiB: DefaultCPUAllocator: can't allocate memory
+
+    monkeypatch.setattr(Loop, "__call__", real_cpu_failure)
+    out = tmp_path / "r.pbjson"
+    code, _, _ = run_cli(capsys, "run", *TINY, "--no-memory", "--strategies", "padded,loop", "--dists", "uniform",
+                         "--mode", "inference", "--out", str(out))
+    assert code == 0
+    rec = results.load(out).set_index("strategy").loc["loop"]
+    assert rec["status"] == "oom" and "can't allocate memory" in rec["message"]
+
+
+def test_run_where_no_case_succeeds_prints_the_failures_and_exits_1(capsys, tmp_path, monkeypatch):
+    import torch
+
+    from padbench.strategies.loop import Loop
+    from padbench.strategies.padded import Padded
+
+    def too_big(self, batch):
+        return torch.empty(2**42, dtype=torch.uint8)
+
+    monkeypatch.setattr(Loop, "__call__", too_big)
+    monkeypatch.setattr(Padded, "__call__", too_big)
+    out = tmp_path / "r.pbjson"
+    code, stdout, err = run_cli(capsys, "run", *TINY, "--no-memory", "--strategies", "padded,loop",
+                                "--dists", "uniform", "--mode", "inference", "--out", str(out))
+    assert code == 1
+    assert "Traceback" not in err and "no case could be measured" in err
+    assert stdout.count("oom") == 2  # both failed cases are in the table
+    assert len(results.load(out)) == 2

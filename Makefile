@@ -21,6 +21,7 @@ bench: $(STAMP)
 	@echo "open: python -m http.server -d html 8000  ->  http://127.0.0.1:8000/ (asv dashboard), http://127.0.0.1:8000/report/ (report)"
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 clean:

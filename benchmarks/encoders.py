@@ -28,9 +28,9 @@ from .common import (
 
 
 class _Step(EncoderBenchmark):
-    # One batch is 10 ms .. 2 s on 2 CPU cores. Single steps time bimodally there (e.g. 37 or
-    # 47 ms for packed/uniform in one process), so short steps are averaged over
-    # `sample_time` per sample, and more samples are taken.
+    # A single step can take one of two times, and which one dominates differs from process
+    # to process; so short steps are averaged over `sample_time` per sample, and more samples
+    # are taken (docs/asv.md, repeatability).
     number = 0
     sample_time = 0.2
     repeat = (5, 20, 20.0)

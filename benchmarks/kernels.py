@@ -17,7 +17,16 @@ from __future__ import annotations
 import functools
 import os
 
-from .common import BATCH_SIZE, DEVICES, DISTRIBUTIONS, MAX_LEN, SEED, SkipNotImplemented, _set_threads, check_device
+from .common import (
+    BATCH_SIZE,
+    DEVICES,
+    DISTRIBUTIONS,
+    MAX_LEN,
+    SEED,
+    SkipNotImplemented,
+    check_device,
+    set_threads,
+)
 
 # Fixed here (not read from padbench) so that asv's parameter grid is the same at every commit.
 METHODS = ["padbench", "sdpa_padded", "sdpa_loop", "sdpa_njt", "flex", "varlen_attn"]
@@ -25,10 +34,10 @@ NHEAD = int(os.environ.get("PADBENCH_ASV_NHEAD", "4"))
 HEAD_DIM = int(os.environ.get("PADBENCH_ASV_HEAD_DIM", "64"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _problem(distribution: str, device: str):
     check_device(device)
-    _set_threads()
+    set_threads()
     try:
         from padbench.kernel_bench import Problem, sample_lengths
     except ImportError as exc:  # a commit without the kernel benchmark
@@ -37,7 +46,7 @@ def _problem(distribution: str, device: str):
     return Problem(lengths, NHEAD, HEAD_DIM, device=device, seed=SEED)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _timed(method: str, distribution: str, device: str, mode: str):
     """The timed callable, built and warmed up once per process (asv re-runs setup per sample)."""
     from padbench.errors import UnsupportedError
@@ -56,9 +65,9 @@ class _Kernel:
     param_names = ("method", "distribution", "device")
     params = (METHODS, DISTRIBUTIONS, DEVICES)
     timeout = 600
-    # One call is 0.1 ms (CUDA) .. seconds (NJT on CPU). Single calls of a few ms time
-    # bimodally on 2 cores (measured: two full runs differed by 6.8% in median with number=1),
-    # so asv picks `number` to fill `sample_time` and each sample averages several calls.
+    # A call of a few ms takes one of two times from process to process on a small CPU, so
+    # asv picks `number` to fill `sample_time` and each sample averages several calls
+    # (docs/asv.md, repeatability).
     number = 0
     sample_time = 0.05
     repeat = (5, 20, 10.0)

@@ -5,7 +5,6 @@ import json
 import math
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -546,3 +545,226 @@ def test_padbench_cli_check_subcommand(capsys):
     assert cli.main(["check", "padbench.examples.models", "--d-model", "16"]) == 2
     err = capsys.readouterr().err
     assert "expected MODULE:CALLABLE" in err
+
+
+# --------------------------------------------------------------------------- verdicts and exit codes
+class CleanTokens(nn.Module):
+    """Per-token MLP: never mixes tokens, so padding cannot reach a real token (clean)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(D, D)
+
+    def forward(self, x, key_padding_mask):
+        return torch.tanh(self.lin(x))
+
+
+class EncoderWithoutMask(nn.Module):
+    """nn.TransformerEncoder never given the mask: real tokens attend to pads (leak)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(D, 2, 32, dropout=0.0, batch_first=True), 1,
+                                         enable_nested_tensor=False)
+
+    def forward(self, x, key_padding_mask):
+        return self.enc(x)
+
+
+class UnnestedEncoder(nn.Module):
+    """nn.TransformerEncoder with the mask but without nested tensors: its eval/no_grad fast kernel
+    returns NaN for a fully padded row and finite values everywhere else (hazard)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(D, 2, 32, dropout=0.0, batch_first=True), 2,
+                                         enable_nested_tensor=False)
+
+    def forward(self, x, key_padding_mask):
+        return self.enc(x, src_key_padding_mask=key_padding_mask)
+
+
+class EmptyRowNaN(nn.Module):
+    """Adds 0 / (valid count): NaN in every output of an empty row only, none in gradients (hazard)."""
+
+    def __init__(self, per_token: bool = True):
+        super().__init__()
+        self.lin = nn.Linear(D, D)
+        self.per_token = per_token
+
+    def forward(self, x, key_padding_mask):
+        count = (~key_padding_mask).sum(1).to(x.dtype)
+        nan_if_empty = torch.zeros_like(count) / count
+        h = self.lin(x)
+        if self.per_token:
+            return h + nan_if_empty[:, None, None]
+        return h.masked_fill(key_padding_mask.unsqueeze(-1), 0).sum(1) + nan_if_empty[:, None]
+
+
+class MaxPoolHead(nn.Module):
+    """Masked max pool (-inf for an empty row) then a linear head: NaN in that row's output and,
+    through the head's backward (0 * -inf), in the parameter gradients (leak)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(D, D)
+        self.head = nn.Linear(D, 4)
+
+    def forward(self, x, key_padding_mask):
+        h = self.proj(x).masked_fill(key_padding_mask.unsqueeze(-1), -math.inf)
+        return self.head(h.max(dim=1).values)
+
+
+class BatchScaled(nn.Module):
+    """Scales every row by sum(1 / length): an empty row makes real-token outputs Inf (leak)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(D, D)
+
+    def forward(self, x, key_padding_mask):
+        scale = (1.0 / (~key_padding_mask).sum(1).to(x.dtype)).sum()
+        return self.lin(x) * scale
+
+
+def severities(report: CheckReport) -> set:
+    return {v.severity for v in report.violations}
+
+
+def test_verdict_clean_leak_hazard():
+    clean = check_padding(_seeded(CleanTokens), D)
+    assert clean.verdict == "clean" and clean.summary().splitlines()[0].startswith("OK")
+    leak = check_padding(_seeded(EncoderWithoutMask), D)
+    assert leak.verdict == "leak" and leak.summary().splitlines()[0].startswith("LEAK")
+    for per_token in (True, False):
+        report = check_padding(_seeded(EmptyRowNaN, per_token), D)
+        assert report.verdict == "hazard", report.summary()
+        assert {v.kind for v in report.violations} == {"nonfinite_output"}
+        assert {v.check for v in report.violations} == {"empty_sequence"}
+        first = report.summary().splitlines()[0]
+        assert first.startswith("HAZARD") and "not a leak" in first and "fully padded" in first
+        assert all("no real" in v.message and v.location["batch"] == len(report.lengths)
+                   for v in report.violations)
+
+
+def test_unnested_encoder_nan_in_empty_row_is_a_hazard():
+    model = _seeded(UnnestedEncoder).double().eval()
+    x = torch.randn(2, 5, D, dtype=torch.float64)
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    mask[0, 3:] = True
+    mask[1] = True
+    with torch.no_grad():
+        probe = model(x, mask)
+    assert torch.isfinite(probe[0]).all() and torch.isnan(probe[1]).all(), "torch's fast path changed"
+
+    report = check_padding(_seeded(UnnestedEncoder), D)
+    assert report.verdict == "hazard", report.summary()
+    found = {(v.check, v.mode, v.path, v.kind, v.severity) for v in report.violations}
+    assert found == {("empty_sequence", "eval", "no_grad", "nonfinite_output", "hazard")}
+    assert "0 at valid positions" in report.violations[0].message
+
+
+def test_nan_in_gradients_or_real_outputs_is_a_leak():
+    report = check_padding(_seeded(MaxPoolHead), D)
+    assert report.verdict == "leak", report.summary()
+    grads = [v for v in report.violations if v.kind == "nonfinite_gradient"]
+    assert grads and {v.severity for v in grads} == {"leak"}
+    assert "head.weight" in {p["name"] for p in grads[0].parameters}
+    # the NaN output itself sits in the empty row only: reported as what it is
+    outs = [v for v in report.violations if v.kind == "nonfinite_output"]
+    assert outs and {v.severity for v in outs} == {"hazard"}
+    first = report.summary().splitlines()[0]
+    assert first.startswith("LEAK") and "hazard" in first
+
+    report = check_padding(_seeded(BatchScaled), D)
+    assert report.verdict == "leak", report.summary()
+    v = next(v for v in report.violations if v.kind == "nonfinite_output")
+    assert v.severity == "leak" and "0 at valid positions" not in v.message
+
+
+def test_failure_on_empty_sequence_is_a_hazard():
+    report = check_padding(_seeded(PackedGRU), D)
+    assert report.verdict == "hazard" and severities(report) == {"hazard"}
+
+
+USER_MODELS = """
+import torch
+from torch import nn
+D = 16
+
+def _layer():
+    torch.manual_seed(0)
+    return nn.TransformerEncoderLayer(D, 2, 32, dropout=0.0, batch_first=True)
+
+class Clean(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.TransformerEncoder(_layer(), 1, enable_nested_tensor=True)
+    def forward(self, x, key_padding_mask):
+        return self.enc(x, src_key_padding_mask=key_padding_mask)
+
+class NoMask(Clean):
+    def forward(self, x, key_padding_mask):
+        return self.enc(x)
+
+class Unnested(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.TransformerEncoder(_layer(), 2, enable_nested_tensor=False)
+    def forward(self, x, key_padding_mask):
+        return self.enc(x, src_key_padding_mask=key_padding_mask)
+
+class MaxPoolHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = nn.Linear(D, 4)
+    def forward(self, x, key_padding_mask):
+        h = x.masked_fill(key_padding_mask.unsqueeze(-1), float("-inf")).max(dim=1).values
+        return self.head(h)
+"""
+
+
+@pytest.mark.parametrize("factory, code, verdict", [
+    ("Clean", 0, "clean"),
+    ("NoMask", 1, "leak"),
+    ("Unnested", 3, "hazard"),
+    ("MaxPoolHead", 1, "leak"),
+], ids=["clean", "ignores_mask", "empty_row_nan", "nan_gradients"])
+def test_cli_exit_code_per_verdict(capsys, tmp_path, factory, code, verdict):
+    path = tmp_path / "user_models.py"
+    path.write_text(USER_MODELS)
+    got, out, err = run_cli(capsys, f"{path}:{factory}", "--d-model", "16")
+    assert got == code, out + err
+    assert out.splitlines()[0].startswith({"clean": "OK", "leak": "LEAK", "hazard": "HAZARD"}[verdict])
+    got, out, _ = run_cli(capsys, f"{path}:{factory}", "--d-model", "16", "--json")
+    doc = json.loads(out)
+    assert got == code and doc["verdict"] == verdict
+    assert {v["severity"] for v in doc["violations"]} <= {"leak", "hazard"}
+
+
+def test_cli_missing_module_exit_2(capsys):
+    code, out, err = run_cli(capsys, "padbench_no_such_module_xyz:build", "--d-model", "16")
+    assert code == 2 and out == "" and err.startswith("padbench check: error: cannot import")
+
+
+def test_json_writes_non_finite_numbers_as_null():
+    report = check_padding(_seeded(EncoderWithoutMask), D)
+    report.violations[0].rel_diff = math.inf
+    report.comparisons[0].max_abs_diff = math.nan
+    doc = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert doc["violations"][0]["rel_diff"] is None and doc["comparisons"][0]["max_abs_diff"] is None
+
+
+def test_load_model_is_importable_without_the_checker():
+    code = ("import sys; from padbench.user_model import load_model; "
+            "m = load_model('padbench.examples.models:masked_mean_pool'); "
+            "assert 'padbench.check' not in sys.modules, sorted(sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_module_modes_are_named_apart_from_strategy_modes():
+    from padbench import check, strategies
+    assert check.TORCH_MODES == ("train", "eval")
+    assert not hasattr(check, "MODES") and set(check.TORCH_MODES).isdisjoint(strategies.MODES)

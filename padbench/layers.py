@@ -106,11 +106,11 @@ def _dense_block_inplace(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: 
     return out
 
 
-def _use_compiled(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> bool:
+def _use_cpp(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and _gelu_flag(layer) is not None and cpu_extension.covers(x.dtype)
 
 
-def _compiled_dense_block(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+def _cpp_dense_block(layer: nn.TransformerEncoderLayer, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """`_dense_block_inplace`'s math by padbench's C++ dense layers. ``a`` is attention's output."""
     mha, n1, n2 = layer.self_attn, layer.norm1, layer.norm2
     return torch.ops.padbench.dense_block(
@@ -132,8 +132,8 @@ def _use_inplace(x: torch.Tensor) -> bool:
 def layer_forward(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attend: Attend) -> torch.Tensor:
     if _use_inplace(x):
         attn_in = layer.norm1(x) if layer.norm_first else x
-        if _use_compiled(layer, x):
-            return _compiled_dense_block(layer, x, _attention(layer, attn_in, attend, torch.ops.padbench.linear))
+        if _use_cpp(layer, x):
+            return _cpp_dense_block(layer, x, _attention(layer, attn_in, attend, torch.ops.padbench.linear))
         return _dense_block_inplace(layer, x, _attention(layer, attn_in, attend))
     if layer.norm_first:
         x = x + _self_attention(layer, layer.norm1(x), attend)

@@ -38,7 +38,7 @@ def _attend(q, k, v):
 
 
 def _route_output(route, monkeypatch, enc, x):
-    monkeypatch.setattr(layers, "_use_compiled", lambda layer, t: ROUTES[route](layer, t) and layers._gelu_flag(layer) is not None)
+    monkeypatch.setattr(layers, "_use_cpp", lambda layer, t: ROUTES[route](layer, t) and layers._gelu_flag(layer) is not None)
     with torch.no_grad():
         return layers.encoder_forward(enc, x, _attend)
 
@@ -74,9 +74,9 @@ def test_cpp_route_is_taken_for_cpu_float_and_not_for_other_cases():
     relu, gelu, tanh = (_encoder(False, act, True, torch.float32).layers[0] for act in ("relu", "gelu", "gelu"))
     tanh.activation = nn.GELU(approximate="tanh")
     x = torch.zeros(4, 32)
-    assert layers._use_compiled(relu, x) and layers._use_compiled(gelu, x)
-    assert not layers._use_compiled(tanh, x)  # no C++ form: the torch route runs it
-    assert not layers._use_compiled(gelu, x.bfloat16())
+    assert layers._use_cpp(relu, x) and layers._use_cpp(gelu, x)
+    assert not layers._use_cpp(tanh, x)  # no C++ form: the torch route runs it
+    assert not layers._use_cpp(gelu, x.bfloat16())
 
 
 def test_tanh_gelu_takes_torch_route_and_matches_autograd():

@@ -12,9 +12,9 @@ import sys
 import warnings
 
 from ..errors import PadbenchError
-from . import asv, check, kernel, listing, recommend, report, run
+from . import aot_check, asv, check, kernel, listing, recommend, report, run
 
-COMMANDS = (run, listing, check, recommend, kernel, report, asv)
+COMMANDS = (run, listing, check, recommend, kernel, report, asv, aot_check)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,18 +5,19 @@ compiler refuses (e.g. a loop-carried value changing dtype), so CI without a GPU
 kernel to PTX/cubin for sm_90 with triton's bundled ptxas as well. Also reports shared memory,
 and registers/spills when a ptxas that reads the PTX version is available.
 
-    python -m padbench.kernels.aot_check [--arch 90] [--dtypes float16,float32] [--head-dims 64,80]
+    padbench aot-check [--arch 90] [--dtypes float16,float32] [--head-dims 64,80]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import subprocess
 import tempfile
 
 import torch
+
+from ..model import dtype_name
 
 _TY = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
 _TENSORS = ("Q", "K", "V", "O", "DO", "DQ", "DK", "DV")
@@ -88,23 +89,7 @@ def compile_kernels(arch: int = 90, dtypes=(torch.float16, torch.float32), head_
             for fn, consts, opts in jobs:
                 src = ASTSource(fn, _signature(fn, dtype, consts), constexprs=consts)
                 kernel = triton.compile(src, target=target, options=opts)
-                rows.append(dict(kernel=fn.__name__, dtype=str(dtype).replace("torch.", ""), head_dim=hd,
+                rows.append(dict(kernel=fn.__name__, dtype=dtype_name(dtype), head_dim=hd,
                                  block_m=consts.get("BLOCK_M"), block_n=consts.get("BLOCK_N"), **opts,
                                  shared_bytes=kernel.metadata.shared, ptxas=_ptxas_stats(kernel.asm["ptx"])))
     return rows
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", type=int, default=90)
-    ap.add_argument("--dtypes", default="float16,bfloat16,float32")
-    ap.add_argument("--head-dims", default="16,64,80,128")
-    args = ap.parse_args(argv)
-    dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
-    for row in compile_kernels(args.arch, dtypes, [int(h) for h in args.head_dims.split(",")]):
-        print(" ".join(f"{k}={v}" for k, v in row.items()))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -61,7 +61,8 @@ def load_model(target: str) -> nn.Module:
     """``MODULE:CALLABLE`` -> ``CALLABLE()``; MODULE is a dotted module (cwd is importable) or a .py path."""
     mod_name, sep, attr = target.rpartition(":")
     if not sep or not mod_name or not attr:
-        raise PadbenchError(f"expected MODULE:CALLABLE (e.g. mypkg.models:build or path/to/file.py:build), got {target!r}")
+        raise PadbenchError(
+            f"expected MODULE:CALLABLE (e.g. mypkg.models:build or path/to/file.py:build), got {target!r}")
     obj: Any = _import(mod_name)
     for part in attr.split("."):
         if not hasattr(obj, part):

@@ -24,7 +24,8 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="CALLABLE() returns the nn.Module; MODULE is dotted (importable from the "
                              "current directory) or a path to a .py file")
     parser.add_argument("--d-model", type=int, required=True, metavar="D", help="feature size d of x [B, L, d]")
-    parser.add_argument("--batch-size", type=int, default=4, metavar="B", help="sequences in the test batch (default 4)")
+    parser.add_argument("--batch-size", type=int, default=4, metavar="B",
+                        help="sequences in the test batch (default 4)")
     parser.add_argument("--max-len", type=int, default=10, metavar="L", help="longest sequence (default 10)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mode", choices=(*TORCH_MODES, "both"), default="both",

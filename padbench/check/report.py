@@ -121,9 +121,21 @@ class CheckReport:
             also = f" (and {hazards} hazard(s) confined to padding)" if hazards else ""
             return (f"LEAK: {leaks} finding(s) where outputs or gradients of real tokens depend on padding "
                     f"or turn NaN/Inf{also}:")
-        return (f"HAZARD, not a leak: {hazards} finding(s) confined to padding (NaN/Inf in the outputs of "
-                f"fully padded rows or at pads, or a failure on an empty sequence); real-token outputs and "
-                f"gradients do not depend on padding:")
+        return (f"HAZARD, not a leak: {'; '.join(self._hazard_parts())}; outputs and gradients of real "
+                f"tokens do not depend on padding ({hazards} finding(s)):")
+
+    def _hazard_parts(self) -> list:
+        parts = []
+        nonfinite = [v for v in self.violations if v.kind == "nonfinite_output"]
+        if nonfinite:
+            # the empty sequence is the last row, so a first NaN/Inf there means that row only
+            if all(v.location and v.location["batch"] == len(self.lengths) for v in nonfinite):
+                parts.append("NaN/Inf only in the outputs of fully padded rows")
+            else:
+                parts.append("NaN/Inf only in outputs at pad positions")
+        if any(v.kind == "error" for v in self.violations):
+            parts.append("the model fails on a batch holding a fully padded row")
+        return parts
 
     def summary(self) -> str:
         out = "per-token" if self.per_token else "per-sequence"

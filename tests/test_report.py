@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -146,8 +147,10 @@ def test_build_report_writes_page_with_one_loaded_plot_per_device_and_mode(tmp_p
 
 
 def test_build_report_latest_run_per_origin(tmp_path):
-    write_run(tmp_path / "a.pbjson", [rec("padded", tps=1000), rec("loop", tps=1100)], created="2026-01-01T00:00:00+00:00")
-    write_run(tmp_path / "b.pbjson", [rec("padded", tps=1000), rec("loop", tps=3000)], created="2026-02-01T00:00:00+00:00")
+    write_run(tmp_path / "a.pbjson", [rec("padded", tps=1000), rec("loop", tps=1100)],
+              created="2026-01-01T00:00:00+00:00")
+    write_run(tmp_path / "b.pbjson", [rec("padded", tps=1000), rec("loop", tps=3000)],
+              created="2026-02-01T00:00:00+00:00")
     page = report.build_report([tmp_path], tmp_path / "out").read_text()
     assert "3.00×" in page and "1.10×" not in page
     page = report.build_report([tmp_path], tmp_path / "out2", all_runs=True).read_text()
@@ -181,8 +184,10 @@ def asv_result_file(root: Path, machine="testmachine", commit="0123456789abcdef0
                                          grid(lambda s, d, dev: val(s, d, dev, 0.9 * t.get(s, 1))),
                                          grid(lambda s, d, dev: val(s, d, dev, 1.1 * t.get(s, 1)))],
         "encoders.InferenceMemory.peakmem_step": [grid(lambda s, d, dev: val(s, d, dev, 300e6)), params, "v"],
-        "encoders.InferenceMetrics.track_tokens_per_s": [grid(lambda s, d, dev: val(s, d, dev, 4000 / t.get(s, 1))), params, "v"],
-        "encoders.InferenceMetrics.track_speedup_vs_padded": [grid(lambda s, d, dev: val(s, d, dev, 0.2 / t.get(s, 1))), params, "v"],
+        "encoders.InferenceMetrics.track_tokens_per_s": [
+            grid(lambda s, d, dev: val(s, d, dev, 4000 / t.get(s, 1))), params, "v"],
+        "encoders.InferenceMetrics.track_speedup_vs_padded": [
+            grid(lambda s, d, dev: val(s, d, dev, 0.2 / t.get(s, 1))), params, "v"],
         "encoders.InferenceMetrics.track_max_rel_err": [grid(lambda s, d, dev: val(s, d, dev, 1e-7)), params, "v"],
         "encoders.InferenceMetrics.track_pad_checks": [grid(lambda s, d, dev: val(s, d, dev, 1.0)), params, "v"],
         "encoders.Lengths.track_padding_ratio": [[0.3, 0.6], [params[1]], "v"],
@@ -200,7 +205,8 @@ def asv_result_file(root: Path, machine="testmachine", commit="0123456789abcdef0
            "results": res, "durations": {}, "version": 2}
     mdir = root / machine
     mdir.mkdir(parents=True, exist_ok=True)
-    (mdir / "machine.json").write_text(json.dumps({"machine": machine, "cpu": "test cpu", "num_cpu": "2", "version": 1}))
+    machine_info = {"machine": machine, "cpu": "test cpu", "num_cpu": "2", "version": 1}
+    (mdir / "machine.json").write_text(json.dumps(machine_info))
     path = mdir / f"{commit[:8]}-existing-py_test.json"
     path.write_text(json.dumps(doc).replace("NaN", "NaN"))
     return path
@@ -270,10 +276,10 @@ def test_asv_repeatability(tmp_path):
     doc = json.loads(second.read_text())
     entry = doc["results"]["encoders.Inference.time_step"]
     values = entry[0]
-    entry[0] = [v * 1.1 if isinstance(v, float) and v == v else v for v in values]
+    entry[0] = [v * 1.1 if isinstance(v, float) and not math.isnan(v) else v for v in values]
     second.write_text(json.dumps(doc))
     df = asv_results.repeatability(first, second)
-    measured = [v for v in values if isinstance(v, float) and v == v]
+    measured = [v for v in values if isinstance(v, float) and not math.isnan(v)]
     assert len(df) == len(measured)
     assert df.rel_diff.to_numpy() == pytest.approx(0.1)
     assert cli_main(["asv", "repeat", str(first), str(second)]) == 0

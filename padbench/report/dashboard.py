@@ -14,7 +14,7 @@ from ..errors import PadbenchError
 
 def _git_subjects(repo: Path | None = None) -> dict[str, str]:
     try:
-        out = subprocess.run(["git", "log", "--all", "--format=%H%x00%s"], cwd=repo, capture_output=True,
+        out = subprocess.run(["git", "log", "--all", "--format=%H%x00%s"], cwd=repo, capture_output=True, check=False,
                              text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return {}

@@ -128,13 +128,14 @@ def render_section(g: pd.DataFrame, *, anchor: str, title: str, png: str, verdic
     env = [f"{label}: {html.escape(str(g[col].dropna().iloc[0]))}"
            for label, col in ENV_LABELS if col in g and g[col].notna().any()]
     shape = shape_of(g)
+    alt = f"tokens/s and speedup over padded vs padding ratio, and peak memory: {html.escape(title)}"
     return f"""
 <section id="{anchor}">
 <h2>{html.escape(device.upper())} · {html.escape(mode)} <small class="meta">{html.escape(run)}</small></h2>
 <p class="meta">{html.escape(when_s)} {' · '.join(env)}{(' · ' + ', '.join(shape)) if shape else ''}</p>
 <h3>Verdict</h3>
 <ul class="verdicts">{''.join(f'<li>{v.text}</li>' for v in verdicts)}</ul>
-<img class="plot" src="{png}" alt="tokens/s and speedup over padded vs padding ratio, and peak memory: {html.escape(title)}" width="1350" height="414">
+<img class="plot" src="{png}" alt="{alt}" width="1350" height="414">
 <h3>Every case</h3>
 <div class="scroll">{render_table(g)}</div>
 {_note(g)}

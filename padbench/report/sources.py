@@ -31,7 +31,7 @@ def _padbench_frame(f: Path) -> pd.DataFrame:
     df["kind"] = "padbench"
     df["run"] = f"padbench run {f.name}"
     df["run_time"] = pd.to_datetime(df["created"], utc=True, errors="coerce")
-    host = df["env_hostname"] if "env_hostname" in df else "?"
+    host = df.get("env_hostname", "?")
     df["origin"] = "padbench on " + pd.Series(host, index=df.index).astype(str)
     return df
 

@@ -28,7 +28,7 @@ def add_judgement(df: pd.DataFrame) -> pd.DataFrame:
     """
     df = judge.judge_frame(df)
     computed = judge.speedup(df, SAME_CASE)
-    tracked = pd.to_numeric(df["speedup"], errors="coerce") if "speedup" in df else pd.Series(float("nan"), index=df.index)
+    tracked = pd.to_numeric(df.get("speedup", pd.Series(float("nan"), index=df.index)), errors="coerce")
     df["speedup"] = tracked.where(tracked.notna(), computed).astype(float)
     return df
 

@@ -24,6 +24,12 @@ def is_oom(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or isinstance(exc, MemoryError) or any(t in text for t in _OOM_TEXT)
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: first line`` of an exception: a user-facing message fits on one line."""
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0][:300] if msg else ''}".rstrip(": ")
+
+
 def failure(exc: BaseException) -> dict:
     """The ``status``/``message`` fields of a record for a case that raised ``exc``.
 
@@ -35,9 +41,9 @@ def failure(exc: BaseException) -> dict:
     if isinstance(exc, UnsupportedError):
         return {"status": "unsupported", "message": first}
     if is_oom(exc):
-        return {"status": "oom", "message": f"{type(exc).__name__}: {first}"}
+        return {"status": "oom", "message": describe(exc)}
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     where = f" ({tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno})" if tb is not None else ""
-    return {"status": "error", "message": f"{type(exc).__name__}: {first}{where}"}
+    return {"status": "error", "message": f"{describe(exc)}{where}"}

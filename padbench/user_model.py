@@ -14,15 +14,9 @@ from typing import Any
 
 from torch import nn
 
-from .errors import PadbenchError
+from .errors import PadbenchError, describe
 
 __all__ = ["describe", "load_model"]
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: first line`` of an exception: a user-facing message fits on one line."""
-    msg = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
 
 
 def _is_path(mod_name: str) -> bool:

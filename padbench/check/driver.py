@@ -10,10 +10,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..errors import PadbenchError
+from ..errors import PadbenchError, describe
 from ..judge import tolerances
 from ..model import dtype_name, parse_dtype
-from ..user_model import describe
 from .compare import Checker
 from .inputs import default_lengths, make_batches
 from .report import HAZARD, CheckReport, Violation

@@ -13,8 +13,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from ..errors import PadbenchError
-from ..user_model import describe
+from ..errors import PadbenchError, describe
 from .inputs import Batch
 
 

@@ -47,7 +47,7 @@ def _env_list(name: str, default: str) -> list[str]:
 # The full list of strategy names from DESIGN.md, fixed here rather than read from the
 # registry so that asv's parameter grid is the same at every commit (a strategy that a
 # commit lacks is a skip, not a change of grid that splits the history).
-STRATEGIES = ["padded", "bucketed", "nested_fastpath", "jagged", "loop", "packed", "flex", "varlen_attn"]
+STRATEGIES = ["padded", "bucketed", "nested_fastpath", "jagged", "loop", "packed", "rowpacked", "flex", "varlen_attn"]
 DISTRIBUTIONS = _env_list("PADBENCH_ASV_DISTRIBUTIONS", "uniform,lognormal")
 DEVICES = ["cpu", "cuda"]
 MODES = ["inference", "training"]

@@ -3,7 +3,7 @@
 Imported in the order tables list them: the baseline first, library anchors last.
 """
 
-from . import padded, bucketed, nested_fastpath, jagged, loop, packed  # noqa: F401,I001  (register, in order)
+from . import padded, bucketed, nested_fastpath, jagged, loop, packed, rowpacked  # noqa: F401,I001  (register, in order)
 from . import flex, varlen_attn  # noqa: F401,I001
 from .base import DEVICES, MODES, Strategy, get, names, register, strategy_class
 

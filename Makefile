@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: bench test install clean
 
-$(STAMP): pyproject.toml requirements-ci.txt
+$(STAMP): pyproject.toml setup.py requirements-ci.txt $(wildcard padbench/kernels/csrc/*)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-ci.txt

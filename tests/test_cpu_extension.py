@@ -62,7 +62,7 @@ def test_environment_names_the_route(monkeypatch):
     assert route in what and route in layers.cpu_dense_layers()
     assert environment("cpu")["cpu_attention"] == what and environment("cpu")["cpu_dense_layers"].endswith(f"({route})")
     # Without an installed library the just-in-time route runs, or neither: each says so.
-    monkeypatch.setattr(cpu_extension, "_installed", lambda cap: (None, f"padbench was installed without a {cap} build"))
+    monkeypatch.setattr(cpu_extension, "_installed", lambda cap: (None, f"padbench was installed without its {cap} library"))
     monkeypatch.setattr(cpu_extension, "_jit_sources", lambda name: [])
     monkeypatch.setattr(cpu_extension, "_build", lambda *a: None)  # the ops registered above stand in for the build
     ok, note = cpu_extension._load.__wrapped__()
@@ -70,7 +70,7 @@ def test_environment_names_the_route(monkeypatch):
     monkeypatch.setattr(cpu_extension, "_build", lambda *a: "padbench's C++ CPU kernel could not be built: no c++")
     ok, note = cpu_extension._load.__wrapped__()
     assert not ok and note == (f"padbench's C++ CPU kernel could not be built: no c++; "
-                               f"and padbench was installed without a {cpu_extension.capability()} build")
+                               f"and padbench was installed without its {cpu_extension.capability()} library")
 
 
 @pytest.mark.parametrize("compiler", ["missing", "failing"])

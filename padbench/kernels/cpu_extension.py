@@ -90,7 +90,7 @@ def _installed(cap: str) -> tuple[Path | None, str]:
         return path, ""
     if any(_HERE.glob(f"_cpu_{cap.lower()}_*{suffix}")):
         return None, f"the installed {cap} build is of other sources or another torch"
-    return None, f"padbench was installed without a {cap} build"
+    return None, f"padbench was installed without its {cap} library"
 
 
 def _ninja_on_path() -> None:

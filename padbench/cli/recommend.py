@@ -7,11 +7,8 @@ import json
 
 from ..errors import PadbenchError
 from ..lengths import DISTRIBUTIONS
-from ..recommend import (BASELINE, DRAWS, QUICK, ROUNDS, SCREEN_ROUNDS, BLOCK_S, TIME_BUDGET_S, _entry, aggregate,
-                         from_results, machine_load, measure, nearest_text, rank, recommended, resolve_lengths,
-                         result_document, snippet, table_text, verdict)
-from ..runner import check_device
-from ..strategies import MODES, strategy_class
+from ..recommend import DRAWS, TIME_BUDGET_S, advise, resolve_lengths, text_output
+from ..strategies import MODES
 from .args import add_model_args, parse_strategies, positive_int, spec_from_args
 
 
@@ -50,65 +47,12 @@ def cmd_recommend(args) -> int:
     spec = spec_from_args(args)
     strategies = parse_strategies(args.strategies)
     source = resolve_lengths(args.lengths, args.dist, args.batch_size, args.max_len, args.seed)
-    dtype = spec.as_dict()["dtype"]
-    draws, cut, batches, phases, load = None, False, None, None, None
-    if args.from_results:
-        found = from_results(args.from_results, source, device=args.device, mode=args.mode, spec=spec,
-                             strategies=None if args.strategies == "all" else strategies)
-        entries, nearest = found["entries"], found["nearest"]
-        head = nearest_text(nearest, source)
-        prefix = "from measured results, "
-    else:
-        check_device(args.device)
-        load = machine_load()
-        draws = args.draws or (QUICK["draws"] if args.quick else DRAWS)
-        runnable = [s for s in strategies if not strategy_class(s).unsupported_reason(args.device, args.mode, spec.dtype)]
-        skipped = [s for s in strategies if s not in runnable and s != BASELINE]
-        measured = measure(source, device=args.device, mode=args.mode, spec=spec, strategies=runnable,
-                           seed=args.seed, draws=draws, screen_first=not args.no_screen, memory=not args.no_memory,
-                           screen_rounds=QUICK["screen_rounds"] if args.quick else SCREEN_ROUNDS,
-                           rounds=QUICK["rounds"] if args.quick else ROUNDS,
-                           block_s=QUICK["block_s"] if args.quick else BLOCK_S,
-                           budget_s=None if args.draws else args.time_budget, progress=not args.no_progress)
-        cut = measured["draws_measured"] < draws
-        draws = measured["draws_measured"]
-        batches = measured["batches"]
-        phases = measured["phases_s"]
-        entries = aggregate(measured)
-        for s in skipped:
-            reason = strategy_class(s).unsupported_reason(args.device, args.mode, spec.dtype)
-            entries.append(_entry(s, status="unsupported", message=reason or ""))
-        entries = rank(entries)
-        nearest = None
-        prefix = ""
-        head = None
-    text = verdict(entries, device=args.device, mode=args.mode, batch_size=args.batch_size,
-                   pad=source.summary["padding_ratio"], prefix=prefix, load=load)
-    doc = result_document(source, entries, device=args.device, mode=args.mode, verdict_text=text, spec=spec,
-                          nearest=nearest, draws=draws, cut=cut, batches=batches, phases=phases, load=load)
+    doc = advise(source, device=args.device, mode=args.mode, spec=spec,
+                 strategies=None if args.strategies == "all" else strategies, results_path=args.from_results,
+                 seed=args.seed, draws=args.draws, quick=args.quick, screen=not args.no_screen,
+                 memory=not args.no_memory, time_budget_s=args.time_budget, progress=not args.no_progress)
     if args.json:
         print(json.dumps(doc, indent=1, allow_nan=False))
-        return 0
-    s = source.summary
-    print(f"lengths: {s['source']}: {s['count']} sequences, mean {s['mean']:.1f}, max {s['max']}; "
-          f"batches of {args.batch_size}: padding ratio {s['padding_ratio']:.2f} on average")
-    if head:
-        print(head)
     else:
-        pads = ", ".join(f"{b['padding_ratio']:.2f}" for b in batches)
-        maxes = ", ".join(str(b["max"]) for b in batches)
-        print(f"measured: {args.device} {args.mode}, model d_model {spec.d_model}, nhead {spec.nhead}, "
-              f"ff {spec.dim_feedforward}, layers {spec.num_layers}, {dtype}; on {draws} "
-              f"batch{'es' if draws != 1 else ''} drawn from your lengths, a typical one first "
-              f"(padding ratio {pads}; longest {maxes}) in {sum(phases.values()):.0f} s"
-              + (f"; time budget of {args.time_budget:g} s reached: fewer draws" if cut else ""))
-    print()
-    print(table_text(entries, args.mode))
-    print()
-    print(text)
-    best = recommended(entries)
-    if best and best["strategy"] != BASELINE:
-        print(f"\nhow to use `{best['strategy']}` (given `encoder`, `x` [B, L, d] and a bool `mask` [B, L], "
-              "True = pad):\n")
-        print(snippet(best["strategy"], args.mode).rstrip())
+        print(text_output(doc, time_budget_s=args.time_budget))
     return 0

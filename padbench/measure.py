@@ -1,7 +1,8 @@
 """One timer, one memory probe, one FLOP model.
 
 - `time_fn`: torch.utils.benchmark's adaptive timer, with every thread torch uses (its default
-  is one) and a CUDA synchronize inside the timed call.
+  is one) and a CUDA synchronize inside the timed call; `time_block` times one span of
+  back-to-back calls, the unit of interleaved rounds that compare strategies under the same load.
 - `peak_bytes_in_process`: CUDA ``max_memory_allocated``; on CPU the peak RSS (VmHWM) after
   resetting it through ``/proc/self/clear_refs`` (tracemalloc cannot see torch's allocations).
   Both report the peak *above* what was resident before the batch ran (weights, input, the
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Callable
 
 import numpy as np
@@ -38,6 +40,20 @@ def time_fn(fn: Callable[[], object], device="cpu", *, min_run_time: float = 1.0
     else:
         m = timer.adaptive_autorange(threshold=0.05, min_run_time=min_run_time, max_run_time=max_run_time)
     return float(m.median), float(m.iqr / m.median) if m.median > 0 else 0.0
+
+
+def time_block(step: Callable[[], object], batches: int, device="cpu") -> float:
+    """Seconds per call over one span of ``batches`` back-to-back calls of ``step``.
+
+    For timing several strategies in interleaved rounds (`padbench.recommend`): each block is
+    one span, so machine load during the round hits every strategy alike.
+    """
+    synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - t0) / batches
 
 
 # ---------------------------------------------------------------------------------- FLOPs

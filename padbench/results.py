@@ -13,6 +13,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import PadbenchError
@@ -40,7 +41,10 @@ def default_path(device: str) -> Path:
 
 
 def json_safe(value):
-    """``value`` with NaN/Inf written as null: JSON has neither, and ``json.dump`` would emit invalid JSON."""
+    """``value`` as plain JSON: NaN/Inf as null (JSON has neither, and ``json.dump`` would emit invalid
+    JSON), numpy scalars as Python numbers (``json`` cannot write ``np.int64``)."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

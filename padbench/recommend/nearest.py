@@ -93,7 +93,7 @@ def distance(user: dict, case: dict) -> float:
 
 def from_results(path: str, source: LengthSource, *, device: str, mode: str, spec, strategies=None) -> dict:
     """Rank strategies from the measured case nearest to the user's lengths: ``{"entries", "nearest"}``."""
-    from ..report import load
+    from ..loader import load
 
     df = load([path])
     spec_text = (f"d_model {spec.d_model}, nhead {spec.nhead}, ff {spec.dim_feedforward}, layers {spec.num_layers}, "

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ..judge import BASELINE
 from ..results import json_safe
 from .ranking import ENTRY_KEYS, recommended
@@ -58,17 +56,6 @@ def table_text(entries: list[dict], mode: str) -> str:
     return text
 
 
-def _plain(v):
-    """``v`` with numpy scalars as Python ones (``json`` cannot write ``np.int64``), containers walked."""
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
-
-
 def result_document(source: LengthSource, entries: list[dict], *, device: str, mode: str, verdict_text: str,
                     spec, nearest: dict | None = None, draws: int | None = None, cut: bool = False,
                     batches: list | None = None, phases: dict | None = None, load: dict | None = None) -> dict:
@@ -95,7 +82,7 @@ def result_document(source: LengthSource, entries: list[dict], *, device: str, m
         doc["machine_load"] = load
     if nearest is not None:
         doc["nearest"] = nearest
-    return json_safe(_plain(doc))
+    return json_safe(doc)
 
 
 def nearest_text(nearest: dict, lengths: dict) -> str:

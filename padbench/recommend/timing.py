@@ -22,10 +22,9 @@ that is never timed, and reports it as ``prepare_s``.
 from __future__ import annotations
 
 import math
-import time
 
+from .. import measure
 from ..errors import failure
-from ..measure import synchronize
 from ..runner import Case, Prepared, prepare, warm_up
 
 # A block repeats a batch for at least BLOCK_S seconds (at most MAX_BLOCK_BATCHES batches).
@@ -61,13 +60,7 @@ def block_batches(batch_s: float, block_s: float) -> int:
 
 def time_block(prepared: Prepared, batches: int) -> float:
     """Seconds per batch over one block of ``batches`` back-to-back steady batches (one span)."""
-    device = prepared.case.device
-    synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        prepared.step()
-    synchronize(device)
-    return (time.perf_counter() - t0) / batches
+    return measure.time_block(prepared.step, batches, prepared.case.device)
 
 
 def interleaved(prepared: dict, rounds: int, block_s: float, *, batch_s: dict, keep=(), drop: float | None = None,

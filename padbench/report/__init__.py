@@ -10,9 +10,9 @@ One job per module: `sources` loads results, `verdict` judges them (through `pad
 `plots` draws, `page` writes HTML, `build` puts these together, `dashboard` patches asv's site.
 """
 
+from ..loader import latest_runs, load
 from .build import build_report
 from .dashboard import install_dashboard
-from .sources import latest_runs, load
 from .verdict import Verdict, add_judgement, verdicts
 
 __all__ = ["Verdict", "add_judgement", "build_report", "install_dashboard", "latest_runs", "load", "verdicts"]

@@ -6,9 +6,9 @@ import html
 import os
 from pathlib import Path
 
+from ..loader import latest_runs, load
 from .page import render_page, render_section, shape_of, slug
 from .plots import plot_section
-from .sources import latest_runs, load
 from .verdict import add_judgement, verdicts
 
 

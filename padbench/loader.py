@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import asv_results, results
-from ..errors import PadbenchError
+from . import asv_results, results
+from .errors import PadbenchError
 
 # Columns every later step reads; a source that did not record one gets it empty.
 COLUMNS = ("padding_ratio", "tokens_per_s", "time_s", "peak_mem_bytes", "max_rel_err", "grad_rel_err",

@@ -57,7 +57,8 @@ class VarlenBatch:
         return cls._make(values, lens, pad_seed=seed + 1)
 
     @classmethod
-    def from_padded(cls, x: torch.Tensor, key_padding_mask: torch.Tensor, *, allow_empty: bool = False) -> "VarlenBatch":
+    def from_padded(cls, x: torch.Tensor, key_padding_mask: torch.Tensor, *,
+                    allow_empty: bool = False) -> "VarlenBatch":
         """Pack a padded batch; the mask is bool ``[B, L]``, True = pad, left-aligned."""
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             raise PadbenchError(f"x must be a [B, L, d] tensor, got {getattr(x, 'shape', type(x))}")
@@ -67,7 +68,8 @@ class VarlenBatch:
         if mask.dtype != torch.bool:
             raise PadbenchError(f"key_padding_mask must be bool (True = pad), got {mask.dtype}")
         if tuple(mask.shape) != tuple(x.shape[:2]):
-            raise PadbenchError(f"key_padding_mask shape {tuple(mask.shape)} does not match x's [B, L] = {tuple(x.shape[:2])}")
+            raise PadbenchError(f"key_padding_mask shape {tuple(mask.shape)} does not match "
+                                f"x's [B, L] = {tuple(x.shape[:2])}")
         if mask.device != x.device:
             raise PadbenchError(f"key_padding_mask is on {mask.device} but x is on {x.device}")
         valid = ~mask
@@ -77,7 +79,8 @@ class VarlenBatch:
         aligned = pos[None, :] < lengths[:, None]
         if not torch.equal(aligned, valid):
             bad = int((aligned != valid).any(dim=1).nonzero()[0])
-            raise PadbenchError(f"key_padding_mask row {bad} is not left-aligned (valid tokens must come first, then padding)")
+            raise PadbenchError(f"key_padding_mask row {bad} is not left-aligned "
+                                "(valid tokens must come first, then padding)")
         values = x[valid]
         _check_finite(values, "x at valid positions")
         lens = validate_lengths(lengths.cpu().numpy(), allow_empty=allow_empty)

@@ -30,7 +30,8 @@ def synchronize(device) -> None:
         torch.cuda.synchronize()
 
 
-def time_fn(fn: Callable[[], object], device="cpu", *, min_run_time: float = 1.0, max_run_time: float = 8.0) -> tuple[float, float]:
+def time_fn(fn: Callable[[], object], device="cpu", *, min_run_time: float = 1.0,
+            max_run_time: float = 8.0) -> tuple[float, float]:
     """(median seconds per call, relative spread = IQR / median). ``fn`` must synchronize itself."""
     timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     first = timer.timeit(1)

@@ -83,7 +83,8 @@ def read(path: str | Path) -> dict:
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
         raise PadbenchError(f"{path} is not a padbench results file")
     if doc.get("schema_version") != SCHEMA_VERSION:
-        raise PadbenchError(f"{path} has schema_version {doc.get('schema_version')}, this padbench reads {SCHEMA_VERSION}")
+        raise PadbenchError(f"{path} has schema_version {doc.get('schema_version')}, "
+                            f"this padbench reads {SCHEMA_VERSION}")
     return doc
 
 

@@ -2,6 +2,7 @@ import warnings
 
 import pytest
 import torch
+from pages import driver  # noqa: F401  (the browser fixture, shared from tests/pages.py)
 
 
 @pytest.fixture(autouse=True)

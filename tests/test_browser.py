@@ -23,7 +23,7 @@ import pytest
 from padbench import asv_results, report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pages import check_page, driver, serve_dir  # noqa: E402,F401  (driver is a fixture)
+from pages import check_page, serve_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"
@@ -103,4 +103,4 @@ def test_asv_dashboard_draws_a_graph(driver, site):
     page = check_page(driver, f"{url}#view=explore&bench={GRAPHED}", ready=GRAPH_DRAWN, ready_timeout=40)
     _assert_clean(page)
     _local_only(page)
-    assert any(f"/graphs/" in u and u.endswith(f"{GRAPHED}.json") for u in page.requests)
+    assert any("/graphs/" in u and u.endswith(f"{GRAPHED}.json") for u in page.requests)

@@ -62,7 +62,8 @@ def test_environment_names_the_route(monkeypatch):
     assert route in what and route in layers.cpu_dense_layers()
     assert environment("cpu")["cpu_attention"] == what and environment("cpu")["cpu_dense_layers"].endswith(f"({route})")
     # Without an installed library the just-in-time route runs, or neither: each says so.
-    monkeypatch.setattr(cpu_extension, "_installed", lambda cap: (None, f"padbench was installed without its {cap} library"))
+    monkeypatch.setattr(cpu_extension, "_installed",
+                        lambda cap: (None, f"padbench was installed without its {cap} library"))
     monkeypatch.setattr(cpu_extension, "_jit_sources", lambda name: [])
     monkeypatch.setattr(cpu_extension, "_build", lambda *a: None)  # the ops registered above stand in for the build
     ok, note = cpu_extension._load.__wrapped__()
@@ -76,7 +77,8 @@ def test_environment_names_the_route(monkeypatch):
 @pytest.mark.parametrize("compiler", ["missing", "failing"])
 def test_install_without_a_working_compiler_succeeds_without_the_libraries(tmp_path, compiler):
     cxx = tmp_path / "c++"  # missing: answers nothing; failing: gives its version, then fails every compile
-    cxx.write_text("#!/bin/sh\n" + ('[ "$1" = --version ] && exec c++ --version\n' if compiler == "failing" else "") + "exit 1\n")
+    version = '[ "$1" = --version ] && exec c++ --version\n' if compiler == "failing" else ""
+    cxx.write_text("#!/bin/sh\n" + version + "exit 1\n")
     cxx.chmod(0o755)
     env = {**os.environ, "CC": str(cxx), "CXX": str(cxx)}
     out = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp_path / "lib"),

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from padbench.errors import PadbenchError, UnsupportedError
 from padbench.environment import environment
+from padbench.errors import PadbenchError, UnsupportedError
 from padbench.kernels import (
     backend_available,
     cpu_extension,

@@ -38,7 +38,8 @@ def _attend(q, k, v):
 
 
 def _route_output(route, monkeypatch, enc, x):
-    monkeypatch.setattr(layers, "_use_cpp", lambda layer, t: ROUTES[route](layer, t) and layers._gelu_flag(layer) is not None)
+    monkeypatch.setattr(layers, "_use_cpp",
+                        lambda layer, t: ROUTES[route](layer, t) and layers._gelu_flag(layer) is not None)
     with torch.no_grad():
         return layers.encoder_forward(enc, x, _attend)
 

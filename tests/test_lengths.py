@@ -55,7 +55,8 @@ def test_file_lengths(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("5\nabc\n", "not an integer"), ("", "holds no lengths"), ("4\n0\n", "zero sequence length"), ("3\n-2\n", "negative")],
+    [("5\nabc\n", "not an integer"), ("", "holds no lengths"), ("4\n0\n", "zero sequence length"),
+     ("3\n-2\n", "negative")],
 )
 def test_bad_length_files(tmp_path, content, message):
     f = tmp_path / "bad.txt"

@@ -20,7 +20,8 @@ def test_build_is_seeded_and_layers_differ():
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_functional_layers_match_module(norm_first, activation):
-    spec = EncoderSpec(d_model=16, nhead=2, dim_feedforward=32, num_layers=2, norm_first=norm_first, activation=activation)
+    spec = EncoderSpec(d_model=16, nhead=2, dim_feedforward=32, num_layers=2, norm_first=norm_first,
+                       activation=activation)
     enc = spec.build(1).double()
     x = torch.randn(1, 7, 16, dtype=torch.float64)
 

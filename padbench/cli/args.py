@@ -41,7 +41,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def spec_from_args(args) -> EncoderSpec:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    return EncoderSpec(args.d_model, args.nhead, args.ff, args.layers, args.activation, args.norm_first, parse_dtype(args.dtype))
+    return EncoderSpec(args.d_model, args.nhead, args.ff, args.layers, args.activation, args.norm_first,
+                       parse_dtype(args.dtype))
 
 
 def parse_modes(text: str) -> list[str]:

@@ -24,7 +24,8 @@ def cmd_list(args) -> int:
         print(f"  {name:16s} {cls.summary}")
         for device in DEVICES:
             for mode in MODES:
-                why = "no CUDA GPU here" if device == "cuda" and not cuda else cls.unsupported_reason(device, mode, dtype)
+                no_gpu = device == "cuda" and not cuda
+                why = "no CUDA GPU here" if no_gpu else cls.unsupported_reason(device, mode, dtype)
                 print(f"  {'':16s}   {device}/{mode}: {'yes' if not why else 'no (' + why + ')'}")
     print("\ndistributions: " + ", ".join(DISTRIBUTIONS) + ", file:PATH (one integer per line, or .npy)")
     return 0

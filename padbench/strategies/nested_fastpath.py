@@ -68,7 +68,8 @@ class NestedFastpath(Strategy):
             )
             if not why and not fused:
                 why = "the fused layer kernel was not called (training mode, grad enabled, or unsupported settings)"
-            self.fallback_reason = f"nested fast path not taken: {why or 'the mask was not turned into a nested tensor'}"
+            why = why or "the mask was not turned into a nested tensor"
+            self.fallback_reason = f"nested fast path not taken: {why}"
         return self.fastpath_taken
 
     def info(self):

@@ -21,17 +21,19 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 
 
 def parse_dtype(dtype) -> torch.dtype:
+    """A supported torch dtype from a dtype or its name ("float32" or "torch.float32")."""
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
             raise PadbenchError(f"unsupported dtype {dtype}; choose one of {', '.join(DTYPES)}")
         return dtype
-    name = str(dtype).replace("torch.", "")
+    name = dtype_name(dtype)
     if name not in DTYPES:
         raise PadbenchError(f"unsupported dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     return DTYPES[name]
 
 
-def dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype) -> str:
+    """The name results record for a dtype ("float32"), given a torch dtype or a name of one."""
     return str(dtype).replace("torch.", "")
 
 

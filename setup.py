@@ -30,6 +30,9 @@ def _cpu_extension():
 
 
 def _kernels() -> dict:
+    if os.environ.get("PADBENCH_CPU_KERNELS") == "0":  # e.g. the GPU check, which never runs them
+        _warn("PADBENCH_CPU_KERNELS=0: the C++ kernels are not built at install (padbench builds them on first use)")
+        return {}
     try:
         from torch.utils.cpp_extension import BuildExtension, CppExtension
     except ImportError as exc:

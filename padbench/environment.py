@@ -7,8 +7,12 @@ import platform
 import subprocess
 from pathlib import Path
 
-import psutil
 import torch
+
+try:
+    import psutil
+except ImportError:  # not on every bare GPU image; os and sysconf give the same two facts
+    psutil = None
 
 from . import __version__
 
@@ -22,7 +26,8 @@ def git_commit() -> str | None:
         return None
     if out.returncode != 0:
         return None
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True)
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
@@ -57,6 +62,16 @@ def cpu_dense_layers() -> str:
     return which()
 
 
+def memory_bytes() -> int | None:
+    """Total physical memory."""
+    if psutil is not None:
+        return psutil.virtual_memory().total
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def environment(device: str = "cpu") -> dict:
     return {
         "padbench_version": __version__,
@@ -66,8 +81,8 @@ def environment(device: str = "cpu") -> dict:
         "device_name": device_name(device),
         "cpu_model": cpu_model(),
         "threads": torch.get_num_threads(),
-        "cpu_count": psutil.cpu_count(logical=True),
-        "memory_bytes": psutil.virtual_memory().total,
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": memory_bytes(),
         "cuda_version": torch.version.cuda,
         "python": platform.python_version(),
         "platform": platform.platform(),

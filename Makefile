@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test install clean
+.PHONY: bench test install clean gpu-check
 
 $(STAMP): pyproject.toml setup.py requirements-ci.txt $(wildcard padbench/kernels/csrc/*)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,12 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# The prepared check for a bare GPU machine (docs/gpu.md): no venv, nothing from the network.
+# Settings come from the command line or environment: PYTHON (python3), DRY_RUN=1 (toy sizes on CPU,
+# into a temporary folder), RESULTS_DIR, BUDGET_S, LIMIT_<STEP>_S.
+gpu-check:
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) html

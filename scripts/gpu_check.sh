@@ -178,11 +178,11 @@ elif [ "$HAVE_TRITON" = 0 ]; then
     skip tune "triton is not installed"
 else
     if [ "$DRY_RUN" = 1 ]; then
-        run_step tune "$(limit TUNE 45)" env TRITON_INTERPRET=1 "$PY" -m padbench.kernels.triton_tune \
+        run_step tune "$(limit TUNE 45)" env TRITON_INTERPRET=1 "$PY" -m padbench triton-tune \
             --device cpu --dtype bfloat16 --batch-size 2 --max-len 16 --nhead 1 --head-dim 16 \
             --candidates 16x16x4x1 --out "$TUNE_OUT"
     else
-        run_step tune "$(limit TUNE 45)" "$PY" -m padbench.kernels.triton_tune --device cuda --dtype bfloat16 \
+        run_step tune "$(limit TUNE 45)" "$PY" -m padbench triton-tune --device cuda --dtype bfloat16 \
             --dist uniform --batch-size 32 --max-len 512 --nhead 12 --head-dim 64 --out "$TUNE_OUT"
     fi
 fi

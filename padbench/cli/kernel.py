@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def cmd_kernel(args) -> int:
     if args.out and str(args.out).endswith(".pbjson"):
         raise PadbenchError("--out: .pbjson is for `padbench run` results; write kernel results to a .json "
-                            "path outside results/ (asv reads .json files there)")
+                            "path (the committed ones live in results/kernel/)")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     started = time.time()

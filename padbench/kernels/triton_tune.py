@@ -7,7 +7,7 @@ result against the float64 reference, and returns the fastest accurate one besid
 current choice. Nothing here changes what `varlen_attention` launches: the result is for a person
 to read and, if it wins, to copy into `_CONFIGS`.
 
-    python -m padbench.kernels.triton_tune --dtype bfloat16 --nhead 12 --head-dim 64 --out tune.json
+    padbench triton-tune --dtype bfloat16 --nhead 12 --head-dim 64 --out tune.json
 
 On CUDA the timer is `triton.testing.do_bench` (median); on CPU tensors under TRITON_INTERPRET=1
 (dry runs only: the interpreter's times say nothing about a GPU) a median of wall-clock calls.
@@ -15,9 +15,7 @@ On CUDA the timer is `triton.testing.do_bench` (median); on CPU tensors under TR
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
 import statistics
 import time
@@ -25,6 +23,7 @@ import time
 import torch
 
 from padbench.errors import PadbenchError, UnsupportedError
+from padbench.model import dtype_name
 
 __all__ = ["autotune", "CANDIDATES", "format_result"]
 
@@ -37,7 +36,6 @@ CANDIDATES = {
 }
 # Largest error relative to the reference's largest value that still counts as the same result.
 TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float32: 1e-3, torch.float64: 1e-9}
-_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
 
 def _cfg(t) -> dict:
@@ -131,7 +129,7 @@ def autotune(lengths, nhead: int = 12, head_dim: int = 64, *, dtype: torch.dtype
         return ta.triton_varlen_backward(dout, q, k, v, out, lse, offsets, scale, L)
 
     result = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-              else "cpu (Triton interpreter)", "interpreted": ta.INTERPRETED, "dtype": str(dtype).replace("torch.", ""),
+              else "cpu (Triton interpreter)", "interpreted": ta.INTERPRETED, "dtype": dtype_name(dtype),
               "nhead": nhead, "head_dim": head_dim, "batch_size": len(lengths), "num_tokens": T, "longest": L,
               "torch_version": torch.__version__, "triton_version": __import__("triton").__version__}
     for kind, body in (("fwd", fwd), ("bwd", bwd)):
@@ -188,18 +186,7 @@ def format_result(res: dict) -> str:
     return "\n".join(lines)
 
 
-def _finite(value):
-    """JSON has no Infinity/NaN: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _parse_candidates(text: str) -> list[tuple]:
+def parse_candidates(text: str) -> list[tuple]:
     """'128x64x4x3,64x64x8x2' -> [(128, 64, 4, 3), (64, 64, 8, 2)]."""
     try:
         out = [tuple(int(x) for x in item.split("x")) for item in text.split(",") if item]
@@ -209,46 +196,3 @@ def _parse_candidates(text: str) -> list[tuple]:
         raise PadbenchError(f"candidates must look like 128x64x4x3,64x64x8x2 (BLOCK_M x BLOCK_N x warps x stages), "
                             f"got {text!r}")
     return out
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m padbench.kernels.triton_tune", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    ap.add_argument("--dtype", default="bfloat16", choices=sorted(_DTYPES))
-    ap.add_argument("--dist", default="uniform", help="length distribution (padbench.lengths)")
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-len", type=int, default=512)
-    ap.add_argument("--nhead", type=int, default=12)
-    ap.add_argument("--head-dim", type=int, default=64)
-    ap.add_argument("--candidates", help="one list for both kernels, e.g. 128x64x4x3,64x64x8x2 (default: CANDIDATES)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", help="write the result as JSON here")
-    args = ap.parse_args(argv)
-    from padbench.lengths import sample_lengths
-
-    try:
-        lengths = sample_lengths(args.dist, args.batch_size, args.max_len, args.seed)
-        cands = None
-        if args.candidates:
-            c = _parse_candidates(args.candidates)
-            cands = {"fwd": c, "bwd": c}
-        res = autotune(lengths, args.nhead, args.head_dim, dtype=_DTYPES[args.dtype], device=args.device,
-                       candidates=cands, seed=args.seed)
-    except PadbenchError as exc:
-        print(f"triton_tune: error: {exc}")
-        return 2
-    res["distribution"] = args.dist
-    res["lengths"] = [int(n) for n in lengths]
-    print(format_result(res))
-    if args.out:
-        from pathlib import Path
-
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(_finite(res), indent=1, allow_nan=False) + "\n")
-        print(f"wrote {args.out}")
-    return 0 if res["fwd"]["chosen"] and res["bwd"]["chosen"] else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

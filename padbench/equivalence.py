@@ -1,7 +1,8 @@
 """Does a strategy compute the reference function? Checked against float64, per sequence.
 
-The reference is the `nn.TransformerEncoder` itself, in float64, on one unpadded sequence at
-a time (standard path), so no padding or batching enters it. Errors are normwise:
+The reference is the model itself (the `nn.TransformerEncoder`, or the user's own module: see
+`padbench.models`), in float64, on one unpadded sequence at a time (standard path), so no
+padding or batching enters it. Errors are normwise:
 ``max_rel_err = max|out - ref| / max|ref|`` over valid positions (elementwise relative error
 blows up near zero and says nothing about the function), and per parameter gradient likewise,
 reporting the worst parameter.
@@ -18,7 +19,9 @@ import torch
 from torch import nn
 
 from .batch import VarlenBatch
+from .models.base import EncoderModel, Model
 from .strategies.padded import standard_path
+from .tokens import TokenBatch
 
 # Pads are refilled with noise this much larger than the tokens: a leak shows as O(1) change.
 PAD_NOISE_SCALE = 100.0
@@ -36,10 +39,10 @@ def _float64(encoder: nn.TransformerEncoder) -> nn.TransformerEncoder:
     return ref
 
 
-def loss_weights(batch: VarlenBatch, seed: int = 12345) -> torch.Tensor:
+def loss_weights(batch, seed: int = 12345) -> torch.Tensor:
     """Fixed seeded weights ``[T, d]``: the training loss is ``sum(out * w)`` over valid tokens."""
     gen = torch.Generator().manual_seed(seed)
-    w = torch.randn(batch.values.shape, generator=gen, dtype=torch.float32)
+    w = torch.randn((batch.num_tokens, batch.d_model), generator=gen, dtype=torch.float32)
     return w.to(device=batch.device, dtype=batch.dtype)
 
 
@@ -50,12 +53,18 @@ _REFERENCE_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 _REFERENCE_CACHE_SIZE = 4
 
 
-def reference(encoder: nn.TransformerEncoder, batch: VarlenBatch, *, grads: bool = False):
-    """Float64 per-sequence output ``[T, d]`` (and parameter gradients of the training loss)."""
-    key = (id(encoder), id(batch), bool(grads))
+def reference(model: Model | nn.TransformerEncoder, batch, *, grads: bool = False):
+    """Float64 per-sequence output ``[T, d]`` (and parameter gradients of the training loss).
+
+    ``model``: a `padbench.models.Model` (its `reference_module`), or an ``nn.TransformerEncoder``.
+    """
+    if not isinstance(model, Model):
+        model = EncoderModel(None, model, model, str(batch.device), batch.dtype)
+    module = model.reference_module()
+    key = (id(module), id(batch), bool(grads))
     hit = _REFERENCE_CACHE.get(key)
     if hit is None:
-        hit = (encoder, batch, _reference(encoder, batch, grads))
+        hit = (module, batch, _reference(model, batch, grads))
         _REFERENCE_CACHE[key] = hit
         while len(_REFERENCE_CACHE) > _REFERENCE_CACHE_SIZE:
             _REFERENCE_CACHE.popitem(last=False)
@@ -64,26 +73,27 @@ def reference(encoder: nn.TransformerEncoder, batch: VarlenBatch, *, grads: bool
     return hit[2]
 
 
-def _reference(encoder: nn.TransformerEncoder, batch: VarlenBatch, grads: bool):
-    ref = _float64(encoder)
+def _reference(model: Model, batch, grads: bool):
+    ref = _float64(model.reference_module())
     w = loss_weights(batch).to(device="cpu", dtype=torch.float64)
-    values = batch.values.detach().to(device="cpu", dtype=torch.float64)
     ref.zero_grad(set_to_none=True)
     outs = []
     with torch.enable_grad() if grads else torch.no_grad(), standard_path():
         start = 0
-        for n in batch.lengths_list:
+        for seq in model.reference_inputs(batch):
+            n = len(seq)
             if n == 0:
                 continue
-            out = ref(values[start : start + n][None])[0]
+            out = model.reference_forward(ref, seq)
             if grads:
                 (out * w[start : start + n]).sum().backward()
             outs.append(out.detach())
             start += n
-    out = torch.cat(outs) if outs else values.new_zeros((0, batch.d_model))
+    out = torch.cat(outs) if outs else torch.zeros((0, batch.d_model), dtype=torch.float64)
     if not grads:
         return out
-    return out, {name: p.grad.detach().clone() for name, p in ref.named_parameters() if p.grad is not None}
+    return out, model.reference_grads({name: p.grad.detach().clone() for name, p in ref.named_parameters()
+                                       if p.grad is not None})
 
 
 def rel_err(a: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
@@ -113,7 +123,7 @@ def _finite(*tensors) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
-def with_empty_sequence(batch: VarlenBatch) -> VarlenBatch:
+def with_empty_sequence(batch):
     """The same number of tokens, but the shortest sequence emptied (its tokens go to another).
 
     Keeping T fixed avoids a recompile for compiled strategies.
@@ -125,6 +135,8 @@ def with_empty_sequence(batch: VarlenBatch) -> VarlenBatch:
         order = np.argsort(lens, kind="stable")
         lens[order[1]] += lens[order[0]]
         lens[order[0]] = 0
+    if isinstance(batch, TokenBatch):
+        return batch.with_lengths(lens)
     return VarlenBatch.from_lengths(lens, batch.d_model, dtype=batch.dtype, device=batch.device, allow_empty=True)
 
 
@@ -134,9 +146,9 @@ def check(prepared) -> dict:
     batch = prepared.batch
     out, grads = prepared.output(batch)
     if training:
-        ref_out, ref_grads = reference(prepared.encoder, batch, grads=True)
+        ref_out, ref_grads = reference(prepared.model, batch, grads=True)
     else:
-        ref_out, ref_grads = reference(prepared.encoder, batch), None
+        ref_out, ref_grads = reference(prepared.model, batch), None
     max_abs, max_rel = rel_err(out, ref_out)
     result = {"max_abs_err": max_abs, "max_rel_err": max_rel, "grad_rel_err": None, "grad_worst_param": None}
     if training:

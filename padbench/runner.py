@@ -1,7 +1,9 @@
 """Cases: what to run, how to run one batch of it, and the record it leaves.
 
 A `Case` names a strategy, a length distribution, device, mode, batch size, max_len, model and
-seed. `prepare` builds (and caches) its weights, batch and strategy; `Prepared.step` runs one
+seed; the model is a string (`padbench.models`: ``spec``, ``MODULE:CALLABLE``, ``hf:SOURCE``) so
+a case re-creates itself in a fresh process. `prepare` builds (and caches) its weights, batch
+and strategy; `Prepared.step` runs one
 batch — inference forward under ``no_grad``, or training forward + loss over valid tokens +
 backward — and synchronizes. `measure_case` turns a case into one record, whatever happens:
 an unsupported combination, an OOM or an error is recorded, never raised.
@@ -19,13 +21,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from . import equivalence, measure
-from .batch import VarlenBatch
+from . import equivalence, measure, models
 from .errors import PadbenchError, UnsupportedError, failure
 from .lengths import check_distribution, padding_ratio, resolve_max_len, sample_lengths
 from .model import EncoderSpec
 from .strategies import DEVICES, MODES, strategy_class
-from .strategies import get as get_strategy
 from .strategies.nested_fastpath import NestedFastpath
 
 RECORD_FIELDS = (
@@ -34,6 +34,7 @@ RECORD_FIELDS = (
     "efficiency", "matmul_flops", "peak_mem_bytes", "max_abs_err", "max_rel_err", "grad_rel_err",
     "grad_worst_param", "pad_invariant", "nan_free", "fastpath_taken", "d_model", "nhead",
     "dim_feedforward", "num_layers", "activation", "norm_first", "dtype", "seed", "prepare_s",
+    "model_kind", "model_source", "model_config", "num_params",
 )
 
 
@@ -52,9 +53,11 @@ class Case:
     mode: str = "inference"
     batch_size: int = 32
     max_len: int | None = None  # None: the distribution's default
-    spec: EncoderSpec = field(default_factory=EncoderSpec)
+    spec: EncoderSpec = field(default_factory=EncoderSpec)  # a spec model's sizes; every model's dtype
     seed: int = 0
     target_padding: float | None = None
+    model: str = "spec"  # spec | MODULE:CALLABLE | hf:SOURCE
+    hf_config: str = ""  # hf: models: key=value,... overrides of the config
 
     def validate(self) -> "Case":
         strategy_class(self.strategy)
@@ -76,45 +79,46 @@ class Case:
         return cls(**d)
 
 
-@functools.lru_cache(maxsize=8)
-def _encoder(spec: EncoderSpec, seed: int, device: str):
-    return spec.build(seed, device)
-
-
 @functools.lru_cache(maxsize=64)
 def lengths_for(distribution: str, batch_size: int, max_len: int | None, seed: int, target_padding=None):
     return tuple(int(n) for n in sample_lengths(distribution, batch_size, max_len, seed, target_padding=target_padding))
 
 
-@functools.lru_cache(maxsize=32)
-def _batch(lengths: tuple, d_model: int, dtype: torch.dtype, device: str, seed: int) -> VarlenBatch:
-    return VarlenBatch.from_lengths(lengths, d_model, seed=seed, dtype=dtype, device=device)
+def model_for(case: Case) -> models.Model:
+    """The case's model at its device and dtype (built once per process)."""
+    return models.resolve(case.model, case.hf_config, case.spec, case.seed, case.device)
 
 
 class Prepared:
-    """A case ready to run: weights, batch and strategy built once."""
+    """A case ready to run: weights, batch and strategy built once.
+
+    ``encoder`` is the module whose parameters a training step trains (for a Hugging Face model,
+    its embeddings and layers, or the model itself for its own call); ``bound`` runs the
+    strategy on the model's batch.
+    """
 
     def __init__(self, case: Case):
         self.case = case
-        self.encoder = _encoder(case.spec, case.seed, case.device)
+        self.model = model_for(case)
         lengths = lengths_for(case.distribution, case.batch_size, case.max_len, case.seed, case.target_padding)
-        self.batch = _batch(lengths, case.spec.d_model, case.spec.dtype, case.device, case.seed)
-        self.strategy = get_strategy(case.strategy, self.encoder)
+        self.batch = self.model.batch(lengths, case.seed)
+        self.bound = self.model.bind(case.strategy)
+        self.encoder, self.strategy = self.bound.module, self.bound.strategy
         self.training = case.mode == "training"
         self._loss_w = equivalence.loss_weights(self.batch)
 
-    def run(self, batch: VarlenBatch) -> torch.Tensor:
+    def run(self, batch) -> torch.Tensor:
         """The strategy's packed output on ``batch`` (training: after the backward pass)."""
         if self.training:
             self.encoder.train()
             self.encoder.zero_grad(set_to_none=True)
-            out = self.strategy(batch)
+            out = self.bound(batch)
             w = self._loss_w if batch is self.batch else equivalence.loss_weights(batch)
             (out * w).sum().backward()
         else:
             self.encoder.eval()
             with torch.no_grad():
-                out = self.strategy(batch)
+                out = self.bound(batch)
         measure.synchronize(self.case.device)
         return out
 
@@ -122,12 +126,12 @@ class Prepared:
         """One timed batch."""
         self.run(self.batch)
 
-    def output(self, batch: VarlenBatch):
+    def output(self, batch):
         """(packed output, parameter gradients or None) for equivalence checks."""
         out = self.run(batch).detach()
         if not self.training:
             return out, None
-        return out, {n: p.grad.detach().clone() for n, p in self.encoder.named_parameters() if p.grad is not None}
+        return out, self.bound.grads()
 
 
 def prepare(case: Case) -> Prepared:
@@ -182,13 +186,25 @@ def peak_memory(case: Case, *, timeout: float = 600.0) -> int | None:
     return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_mem_bytes"])
 
 
+def describe(case: Case) -> models.Description:
+    return models.describe(case.model, case.hf_config, case.spec, case.seed)
+
+
+def check_case(case: Case) -> Case:
+    """Refuse, in one line, a validated case whose lengths the model cannot take."""
+    limit = describe(case).max_len
+    if limit is not None and case.max_len is not None and case.max_len > limit:
+        raise PadbenchError(f"{case.model} takes at most {limit} tokens a sequence (its position embeddings); "
+                            f"{case.distribution} reaches {case.max_len}: lower --max-len")
+    return case
+
+
 def base_record(case: Case) -> dict:
     rec = dict.fromkeys(RECORD_FIELDS)
-    spec = case.spec.as_dict()
     rec.update(
         strategy=case.strategy, distribution=case.distribution, device=case.device, mode=case.mode,
         batch_size=case.batch_size, max_len=case.max_len, seed=case.seed, status="error", message="",
-        **{k: spec[k] for k in ("d_model", "nhead", "dim_feedforward", "num_layers", "activation", "norm_first", "dtype")},
+        dtype=case.spec.as_dict()["dtype"], **describe(case).fields(),
     )
     lengths = lengths_for(case.distribution, case.batch_size, case.max_len, case.seed, case.target_padding)
     rec["num_tokens"] = sum(lengths)
@@ -222,8 +238,9 @@ def measure_case(
         rec.update(time_s=median, time_spread=spread)
         rec["tokens_per_s"] = rec["num_tokens"] / median
         rec["padded_tokens_per_s"] = rec.pop("padded_tokens") / median
-        rec["useful_flops"] = measure.useful_flops(prepared.batch.lengths_list, case.spec, case.mode)
-        rec["matmul_flops"] = measure.matmul_flops(case.device, case.spec.dtype, case.spec.d_model, case.spec.dim_feedforward)
+        shape = prepared.model.description.shape
+        rec["useful_flops"] = measure.useful_flops(prepared.batch.lengths_list, shape, case.mode)
+        rec["matmul_flops"] = measure.matmul_flops(case.device, case.spec.dtype, shape.d_model, shape.dim_feedforward)
         rec["efficiency"] = float(rec["useful_flops"] / median / rec["matmul_flops"])
         if memory:
             rec["peak_mem_bytes"] = peak_memory(case)
@@ -239,17 +256,18 @@ def measure_case(
     return rec
 
 
-def sweep_cases(strategies, distributions, modes, *, device="cpu", batch_size=32, max_len=None, spec=None, seed=0):
+def sweep_cases(strategies, distributions, modes, *, device="cpu", batch_size=32, max_len=None, spec=None, seed=0,
+                model="spec", hf_config=""):
     """Every (mode, distribution, strategy) case, `padded` first in each group (speedups need it)."""
     spec = spec or EncoderSpec()
     ordered = sorted(strategies, key=lambda s: s != "padded")
     return [
-        Case(s, dist, device, mode, batch_size, max_len, spec, seed)
+        Case(s, dist, device, mode, batch_size, max_len, spec, seed, model=model, hf_config=hf_config)
         for mode in modes
         for dist in distributions
         for s in ordered
     ]
 
 
-__all__ = ["Case", "Prepared", "RECORD_FIELDS", "check_device", "measure_case", "peak_memory", "prepare", "sweep_cases",
-           "warm_up"]
+__all__ = ["Case", "Prepared", "RECORD_FIELDS", "check_case", "check_device", "describe", "measure_case", "model_for",
+           "peak_memory", "prepare", "sweep_cases", "warm_up"]

@@ -8,7 +8,7 @@ from . import judge
 
 # Cases that share these were measured on the same batches and weights.
 GROUP = ["device", "mode", "distribution", "batch_size", "max_len", "d_model", "nhead", "dim_feedforward", "num_layers",
-         "activation", "norm_first", "dtype", "source"]
+         "activation", "norm_first", "dtype", "source", "model_kind", "model_source", "model_config", "num_params"]
 
 
 def _num(col: pd.Series) -> pd.Series:
@@ -31,6 +31,9 @@ def comparison(df: pd.DataFrame) -> pd.DataFrame:
             "ms": (_num(df["time_s"]) * 1e3).round(1),
             "tokens/s": _num(df["tokens_per_s"]).round(0),
             "vs padded": _num(df["speedup_vs_padded"]).round(2),
+            # A Hugging Face model's own padded call is the baseline its users run today.
+            **({"vs hf_sdpa": judge.speedup(df, GROUP, baseline="hf_sdpa").round(2)}
+               if (df["strategy"] == "hf_sdpa").any() else {}),
             "efficiency": _num(df["efficiency"]).round(3),
             "peak MB": (_num(df["peak_mem_bytes"]) / 2**20).round(1),
             "rel err": df["max_rel_err"].map(lambda v: f"{v:.1e}" if pd.notna(v) else ""),

@@ -10,9 +10,9 @@ import pandas as pd
 from .. import results
 from ..environment import environment
 from ..lengths import DEFAULT_DISTS
-from ..runner import check_device, measure_case, sweep_cases
+from ..runner import check_case, check_device, describe, measure_case, sweep_cases
 from ..table import comparison
-from .args import add_model_args, parse_dists, parse_modes, parse_strategies, spec_from_args
+from .args import add_model_args, model_from_args, parse_dists, parse_modes, parse_strategies, spec_from_args
 
 
 def add_parser(sub) -> None:
@@ -37,17 +37,19 @@ def cmd_run(args) -> int:
     from tqdm import tqdm
 
     modes = parse_modes(args.mode)
-    strategies = parse_strategies(args.strategies)
+    strategies = parse_strategies(args.strategies, args.model)
     dists = parse_dists(args.dists)
     check_device(args.device)
     spec = spec_from_args(args)
+    model = model_from_args(args)
     cases = sweep_cases(strategies, dists, modes, device=args.device, batch_size=args.batch_size,
-                        max_len=args.max_len, spec=spec, seed=args.seed)
+                        max_len=args.max_len, spec=spec, seed=args.seed, **model)
     for c in cases:
-        c.validate()  # a length file over --max-len fails here, before any measuring
+        check_case(c.validate())  # a length file over --max-len fails here, before any measuring
     out = Path(args.out) if args.out else results.default_path(args.device)
     config = {"modes": modes, "strategies": strategies, "distributions": dists, "batch_size": args.batch_size,
-              "max_len": args.max_len, "spec": spec.as_dict(), "seed": args.seed, "quick": args.quick}
+              "max_len": args.max_len, "spec": spec.as_dict(), "seed": args.seed, "quick": args.quick,
+              "model": describe(cases[0]).fields() if cases else None}
     doc = results.new_document(environment(args.device), config)
     timing = {"min_run_time": 0.2, "max_run_time": 1.0} if args.quick else {"min_run_time": 0.5, "max_run_time": 3.0}
     interrupted = False

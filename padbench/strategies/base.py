@@ -34,6 +34,9 @@ class Strategy:
     needs_warmup: bool = False
     # A torch module the strategy needs (older torch releases lack some).
     requires_module: str | None = None
+    # What it runs: "encoder", an nn.TransformerEncoder's layers on hidden states (every model has
+    # them: a Hugging Face model's are mapped onto one), or "hf", a Hugging Face model's own call.
+    runs: str = "encoder"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -41,10 +44,20 @@ class Strategy:
             cls.__call__ = _checked(cls.__dict__["__call__"])
 
     def __init__(self, encoder: nn.TransformerEncoder):
+        reason = type(self).module_reason(encoder)
+        if reason:
+            raise UnsupportedError(reason)
         self.encoder = encoder
         layer = encoder.layers[0]
         self.nhead = layer.self_attn.num_heads
         self.d_model = layer.self_attn.embed_dim
+
+    @classmethod
+    def module_reason(cls, module: nn.Module) -> str | None:
+        """Why this strategy cannot compute ``module``'s function exactly, or None if it can."""
+        if not isinstance(module, nn.TransformerEncoder):
+            return f"{cls.name} runs an nn.TransformerEncoder's layers, not a {type(module).__name__}"
+        return None
 
     @classmethod
     def unsupported_reason(cls, device: str, mode: str, dtype: torch.dtype = torch.float32) -> str | None:
@@ -84,7 +97,7 @@ def _checked(call):
     """Wrap a strategy's ``__call__`` so that an unsupported (device, mode, dtype) raises UnsupportedError."""
     @functools.wraps(call)
     def checked(self, batch: VarlenBatch):
-        key = (batch.values.device.type, call_mode(self.encoder), batch.values.dtype)
+        key = (batch.device.type, call_mode(self.encoder), batch.dtype)
         reasons = type(self).__dict__.get("_reasons")
         if reasons is None:
             reasons = type(self)._reasons = {}
@@ -104,8 +117,10 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-def names() -> list[str]:
-    return list(_REGISTRY)
+def names(model_kind: str = "spec") -> list[str]:
+    """Strategies for a model of ``model_kind``: every model has encoder layers; only `hf` has its own call."""
+    runs = ("encoder", "hf") if model_kind == "hf" else ("encoder",)
+    return [n for n, cls in _REGISTRY.items() if cls.runs in runs]
 
 
 def strategy_class(name: str) -> type[Strategy]:

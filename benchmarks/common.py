@@ -23,6 +23,9 @@ Environment knobs (read when a benchmark process starts):
 ``PADBENCH_ASV_BATCH``          batch size, default 16
 ``PADBENCH_ASV_MAX_LEN``        longest sequence, default 256
 ``PADBENCH_ASV_THREADS``        torch threads (default: torch's own choice)
+``PADBENCH_ASV_MODEL``          the model (``padbench run --model``): spec (default), MODULE:CALLABLE or
+                                hf:SOURCE; any other than spec names every benchmark after it (its own series)
+``PADBENCH_ASV_HF_CONFIG``      hf: models: ``key=value,...`` config overrides (``--hf-config``)
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import sys
 import time
 
@@ -48,6 +52,10 @@ def _env_list(name: str, default: str) -> list[str]:
 # registry so that asv's parameter grid is the same at every commit (a strategy that a
 # commit lacks is a skip, not a change of grid that splits the history).
 STRATEGIES = ["padded", "bucketed", "nested_fastpath", "jagged", "loop", "packed", "rowpacked", "flex", "varlen_attn"]
+MODEL = os.environ.get("PADBENCH_ASV_MODEL", "spec")
+HF_CONFIG = os.environ.get("PADBENCH_ASV_HF_CONFIG", "")
+if MODEL.startswith("hf:"):  # the model's own padded call: the baseline its users run today
+    STRATEGIES += ["hf_sdpa", "hf_eager"]
 DISTRIBUTIONS = _env_list("PADBENCH_ASV_DISTRIBUTIONS", "uniform,lognormal")
 DEVICES = ["cpu", "cuda"]
 MODES = ["inference", "training"]
@@ -77,8 +85,35 @@ def set_threads() -> None:
 def make_case(strategy: str, distribution: str, device: str, mode: str):
     from padbench.runner import Case
 
+    model = {}
+    if MODEL != "spec":
+        if "model" not in getattr(Case, "__dataclass_fields__", {}):
+            raise SkipNotImplemented(f"PADBENCH_ASV_MODEL={MODEL}: this commit runs padbench's own encoder only")
+        model = {"model": MODEL, "hf_config": HF_CONFIG}
     return Case(strategy=strategy, distribution=distribution, device=device, mode=mode,
-                batch_size=BATCH_SIZE, max_len=MAX_LEN, seed=SEED)
+                batch_size=BATCH_SIZE, max_len=MAX_LEN, seed=SEED, **model)
+
+
+def name_for_model(namespace: dict) -> None:
+    """Name every benchmark of a module after PADBENCH_ASV_MODEL (any model but spec).
+
+    asv keys a series by benchmark name and parameters: without this, results of two models
+    would land in one series of the dashboard. The default model keeps today's names.
+    """
+    if MODEL == "spec":
+        return
+    slug = re.sub(r"\W+", "_", f"{MODEL}_{HF_CONFIG}".rsplit("/", 1)[-1]).strip("_")
+    module = namespace["__name__"].split(".", 1)[-1]
+    for cls in [v for v in namespace.values() if isinstance(v, type) and v.__module__ == namespace["__name__"]]:
+        for attr in dir(cls):
+            func = getattr(cls, attr)
+            if re.match(r"(time|peakmem|track|mem)_", attr) and callable(func):
+                @functools.wraps(func)
+                def named(*args, __func=func, **kwargs):
+                    return __func(*args, **kwargs)
+
+                named.benchmark_name = f"{module}.{cls.__name__}.{attr}_{slug}"
+                setattr(cls, attr, named)
 
 
 def check_device(device: str) -> None:
@@ -273,7 +308,8 @@ def _measure_all(mode: str, cases: dict) -> None:
                     rec = {"status": "unsupported", "message": str(exc)}
                 except Exception as exc:  # noqa: BLE001 - any failure is recorded; setup turns it into a failure
                     msg = f"{type(exc).__name__}: {exc}"
-                    status = "unsupported" if "unknown strategy" in str(exc) else "error"
+                    unsupported = "unknown strategy" in str(exc) or isinstance(exc, NotImplementedError)
+                    status = "unsupported" if unsupported else "error"
                     rec = {"status": status, "message": msg}
                 cases[(s, d, device)] = {k: _plain(rec.get(k)) for k in METRIC_FIELDS if k in rec}
                 print(f"padbench setup_cache {mode} {device} {d} {s}: {rec.get('status')} "

@@ -129,6 +129,12 @@ def to_time(epoch, cfg: EpochConfig) -> np.ndarray:
     return costmodel.stratified_sample(costmodel.features(epoch), size, cfg.seed)
 
 
+def time_batch(run: BatchRun, batch: VarlenBatch, cfg: EpochConfig) -> float:
+    """Seconds one batch takes: the median of `measure.time_fn`'s short adaptive loop."""
+    return measure.time_fn(lambda: run.run(batch), cfg.device, min_run_time=cfg.min_run_time,
+                           max_run_time=cfg.max_run_time)[0]
+
+
 def _fill_estimate(row: dict, x: np.ndarray, measured: dict, sample: np.ndarray, cfg: EpochConfig) -> None:
     if not measured:
         return
@@ -159,8 +165,7 @@ def measure_pair(epoch, name: str, cfg: EpochConfig, encoder, *, reference_batch
         row["equivalent"], row["why_not"] = judge({**eq, "status": "ok", "mode": cfg.mode, "dtype": row["dtype"]})
         for i in timed:
             batch = make_batch(epoch.batches[i].lengths, cfg.spec, cfg.device, cfg.seed + int(i))
-            measured[int(i)] = measure.time_fn(lambda b=batch: run.run(b), cfg.device,
-                                               min_run_time=cfg.min_run_time, max_run_time=cfg.max_run_time)[0]
+            measured[int(i)] = time_batch(run, batch, cfg)
             if progress is not None:
                 progress.update(1)
         _fill_estimate(row, x, measured, sample, cfg)

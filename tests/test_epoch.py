@@ -1,0 +1,193 @@
+"""`padbench epoch`: policies cover every sequence once, padding by definition, the estimate, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from padbench.cli import main
+from padbench.epoch import EpochConfig, build_epoch, costmodel, estimate, measure_epochs
+from padbench.epoch.policies import MEGA_BATCH_FACTOR, POLICIES, strategies_for
+from padbench.lengths import sample_lengths
+from padbench.model import EncoderSpec
+
+TINY = EncoderSpec(d_model=32, nhead=4, dim_feedforward=64, num_layers=1)
+
+
+def lengths_sets():
+    yield sample_lengths("lognormal", 700, 256, 11)
+    yield sample_lengths("bimodal", 333, 128, 12)
+    yield np.array([5])
+    yield np.full(97, 40)
+    yield np.array([1, 300, 2, 299, 3, 150, 150, 151])  # 300 is over the token budget of 256
+
+
+def ffd_rows(lengths, row_len):
+    """First-fit-decreasing, written plainly (the definition, not padbench's code)."""
+    rows, room = [], []
+    for n in sorted(lengths, reverse=True):
+        for r in range(len(rows)):
+            if room[r] >= n:
+                rows[r].append(n)
+                room[r] -= n
+                break
+        else:
+            rows.append([n])
+            room.append(row_len - n)
+    return len(rows)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_policy_covers_every_sequence_once_with_padding_by_definition(policy):
+    for seed, lengths in enumerate(lengths_sets()):
+        batch_size, max_tokens, row_len = 16, 256, int(max(lengths.max(), 64))
+        epoch = build_epoch(policy, lengths, batch_size=batch_size, max_tokens=max_tokens, row_len=row_len, seed=seed)
+        seen = np.concatenate([b.indices for b in epoch.batches])
+        assert sorted(seen.tolist()) == list(range(len(lengths)))
+        assert epoch.real_tokens == int(lengths.sum())
+        padded = 0
+        for b in epoch.batches:
+            lens = lengths[b.indices]
+            assert (b.lengths == lens).all() and len(lens) > 0
+            if policy in ("random", "grouped"):
+                assert len(lens) <= batch_size
+                padded += len(lens) * int(lens.max())
+            elif policy == "token_budget":
+                assert len(lens) == 1 or len(lens) * lens.max() <= max_tokens
+                padded += len(lens) * int(lens.max())
+            elif policy == "rows":
+                rows = ffd_rows(lens.tolist(), row_len)
+                assert rows <= max(1, min(batch_size, max_tokens // row_len))
+                padded += rows * row_len
+            else:
+                assert len(lens) == 1 or lens.sum() <= max_tokens
+                padded += int(lens.sum())
+        assert epoch.padded_tokens == padded
+        assert epoch.padding_fraction == pytest.approx(1 - lengths.sum() / padded)
+
+
+def test_grouped_sorts_inside_mega_batches_and_halves_padding():
+    lengths = sample_lengths("lognormal", 2000, 512, 3)
+    random_ = build_epoch("random", lengths, batch_size=32, max_tokens=8192, row_len=512)
+    grouped = build_epoch("grouped", lengths, batch_size=32, max_tokens=8192, row_len=512)
+    assert grouped.padding_fraction <= random_.padding_fraction / 2
+    assert len(grouped.batches) == len(random_.batches)
+    # a grouped batch holds neighbours in the length order of one mega-batch of 50 * B
+    assert MEGA_BATCH_FACTOR == 50
+    spread = np.median([b.lengths.max() - b.lengths.min() for b in grouped.batches])
+    assert spread < np.median([b.lengths.max() - b.lengths.min() for b in random_.batches]) / 4
+
+
+def test_policies_are_seeded():
+    lengths = sample_lengths("uniform", 300, 128, 1)
+    for policy in POLICIES:
+        a = build_epoch(policy, lengths, batch_size=8, max_tokens=512, row_len=128, seed=4)
+        b = build_epoch(policy, lengths, batch_size=8, max_tokens=512, row_len=128, seed=4)
+        assert all((x.indices == y.indices).all() for x, y in zip(a.batches, b.batches))
+
+
+def test_fit_recovers_a_known_cost():
+    rng = np.random.default_rng(0)
+    x = np.column_stack([np.ones(30), rng.integers(1, 40, 30), rng.uniform(100, 1e4, (30, 4))])
+    truth = np.array([0.01, 0.0, 2e-6, 0.0, 3e-9, 0.0])
+    assert np.allclose(costmodel.fit(x, x @ truth), truth, rtol=1e-6, atol=1e-12)
+
+
+def synthetic_cost(batch, name):
+    """A strategy's batch cost with 5% noise: padded pays for padding, the others do not."""
+    lens = np.asarray(batch.lengths_list, dtype=float)
+    if name == "padded":
+        work = len(lens) * lens.max() * 1e-5 + len(lens) * lens.max() ** 2 * 2e-8
+    elif name == "rowpacked":
+        work = lens.sum() * 1.1e-5 + lens.max() * 512 * 1e-8
+    else:
+        work = lens.sum() * 1e-5 + (lens**2).sum() * 2e-8
+    noise = 1 + 0.05 * np.sin(lens.sum() * 7.0 + len(lens))  # deterministic, uncorrelated with size
+    return 2e-3 + work * noise
+
+
+def test_estimate_lands_within_15_percent_of_measuring_every_batch(monkeypatch):
+    """Deterministic timings (the shared CPU is too noisy to test 15% on): every pair's estimate
+    from its stratified sample against the same cost summed over every batch."""
+    monkeypatch.setattr(estimate, "time_batch", lambda run, batch, cfg: synthetic_cost(batch, run.strategy.name))
+    lengths = sample_lengths("lognormal", 1500, 256, 21)  # held out: not a file of the repository
+    cfg = EpochConfig(spec=TINY, batch_size=16, max_tokens=16 * 200, row_len=256, memory=False)
+    strategies = ["padded", "packed", "rowpacked"]
+    sampled = measure_epochs(lengths, POLICIES, strategies, cfg, progress=False)
+    full = measure_epochs(lengths, POLICIES, strategies, EpochConfig(**{**cfg.__dict__, "measure_all": True}),
+                          progress=False)
+    assert len(sampled) == len(full) == 8
+    for s, f in zip(sampled, full):
+        assert s["status"] == f["status"] == "ok", (s, f)
+        assert s["measured_batches"] < f["measured_batches"] == f["steps"] or s["steps"] <= 8
+        assert abs(s["epoch_s"] / f["epoch_s"] - 1) < 0.15, (s["policy"], s["strategy"], s["epoch_s"], f["epoch_s"])
+        assert s["epoch_s_low"] <= s["epoch_s"] <= s["epoch_s_high"]
+        assert f["epoch_s_low"] == f["epoch_s"] == f["epoch_s_high"]
+        assert s["equivalent"] is True, s
+
+
+def test_ctrl_c_keeps_what_was_timed(monkeypatch, tmp_path, capsys):
+    calls = []
+
+    def interrupted(run, batch, cfg):
+        calls.append(1)
+        if len(calls) == 6:  # the 3rd batch of the second pair (3 timed per pair)
+            raise KeyboardInterrupt
+        return 0.01
+
+    monkeypatch.setattr(estimate, "time_batch", interrupted)
+    path = tmp_path / "lengths.txt"
+    path.write_text("\n".join(str(n) for n in sample_lengths("uniform", 200, 64, 2)))
+    out = tmp_path / "epoch.pbepoch"
+    rc = main(["epoch", "--lengths", str(path), "--d-model", "32", "--ff", "64", "--layers", "1", "--batch-size", "8",
+               "--strategies", "padded,packed", "--sample", "3", "--no-memory", "--no-progress", "--json",
+               "--out", str(out)])
+    assert rc == 130
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["status"] for r in rows] == ["ok", "interrupted"]
+    assert rows[1]["measured_batches"] == 2 and rows[1]["epoch_s"] is not None
+    doc = json.loads(out.read_text())
+    assert doc["interrupted"] is True and len(doc["rows"]) == 2
+
+
+FIELDS = ("policy", "strategy", "status", "steps", "real_tokens", "padded_tokens", "padding_fraction", "epoch_s",
+          "epoch_s_low", "epoch_s_high", "tokens_per_s", "peak_mem_bytes", "equivalent", "measured_batches",
+          "shuffled")
+
+
+def test_cli_json_rows(tmp_path, capsys):
+    path = tmp_path / "lengths.txt"
+    lengths = sample_lengths("lognormal", 120, 96, 8)
+    path.write_text("\n".join(str(n) for n in lengths) + "\n")
+    rc = main(["epoch", "--lengths", str(path), "--d-model", "32", "--ff", "64", "--layers", "1", "--batch-size", "8",
+               "--strategies", "padded,rowpacked,packed", "--sample", "3", "--no-progress", "--json"])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    expected = [(p, s) for p in POLICIES for s in strategies_for(p, ["padded", "rowpacked", "packed"])]
+    assert [(r["policy"], r["strategy"]) for r in rows] == expected
+    for r in rows:
+        assert set(FIELDS) <= set(r)
+        assert r["status"] == "ok" and r["equivalent"] is True, r
+        assert r["real_tokens"] == int(lengths.sum())
+        assert r["padding_fraction"] == pytest.approx(1 - r["real_tokens"] / r["padded_tokens"])
+        assert r["tokens_per_s"] == pytest.approx(r["real_tokens"] / r["epoch_s"])
+        assert r["peak_mem_bytes"] is None or r["peak_mem_bytes"] >= 0
+        assert r["measured_batches"] == min(3, r["steps"])
+    assert {r["policy"]: r["shuffled"] for r in rows}["random"] == "samples"
+
+
+@pytest.mark.parametrize("content, extra, message", [
+    (None, [], "lengths file not found"),
+    ("", [], "holds no lengths"),
+    ("4\n600\n", ["--max-len", "512"], "over max_len 512"),
+    ("4\n6\n", ["--policies", "random,sorted"], "unknown policy 'sorted'"),
+    ("4\n6\n", ["--strategies", "nope"], "unknown strategy"),
+    ("4\nx\n", [], "not an integer length"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, extra, message):
+    path = tmp_path / "lengths.txt"
+    if content is not None:
+        path.write_text(content)
+    assert main(["epoch", "--lengths", str(path), "--no-progress", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -7,7 +7,7 @@ import pytest
 
 from padbench.cli import main
 from padbench.epoch import EpochConfig, build_epoch, costmodel, estimate, measure_epochs
-from padbench.epoch.policies import MEGA_BATCH_FACTOR, POLICIES, strategies_for
+from padbench.epoch.policies import POLICIES, mega_batch_size, strategies_for
 from padbench.lengths import sample_lengths
 from padbench.model import EncoderSpec
 
@@ -72,8 +72,9 @@ def test_grouped_sorts_inside_mega_batches_and_halves_padding():
     grouped = build_epoch("grouped", lengths, batch_size=32, max_tokens=8192, row_len=512)
     assert grouped.padding_fraction <= random_.padding_fraction / 2
     assert len(grouped.batches) == len(random_.batches)
-    # a grouped batch holds neighbours in the length order of one mega-batch of 50 * B
-    assert MEGA_BATCH_FACTOR == 50
+    # Hugging Face's mega-batches: 50 batches, or fewer so that there are 4 of them
+    assert mega_batch_size(2000, 32) == 15 * 32 and mega_batch_size(100_000, 32) == 50 * 32
+    assert mega_batch_size(10, 32) == 32
     spread = np.median([b.lengths.max() - b.lengths.min() for b in grouped.batches])
     assert spread < np.median([b.lengths.max() - b.lengths.min() for b in random_.batches]) / 4
 

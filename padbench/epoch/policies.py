@@ -7,8 +7,10 @@ costs in padding:
 - ``random``: shuffle, fixed batches of B, padded to each batch's longest (PyTorch's
   ``DataLoader(shuffle=True)`` with a padding collate such as ``DataCollatorWithPadding``).
 - ``grouped``: Hugging Face Trainer's ``group_by_length`` (``LengthGroupedSampler``): random
-  mega-batches of 50·B sequences, each sorted by length and cut into batches of B; the batches
-  are then shuffled (Hugging Face keeps them in order; the order does not change the epoch's cost).
+  mega-batches of ``m·B`` sequences (its default ``m = min(n // 4B, 50)``, at least 1: 50, or
+  fewer so a small dataset still has 4 mega-batches), each sorted by length and cut into
+  batches of B; the batches are then shuffled (Hugging Face keeps them in order, longest batch
+  first; the order does not change the epoch's cost).
 - ``token_budget``: fairseq's ``max_tokens``: sequences sorted by length (ties broken at random),
   batches filled while ``count * longest <= N`` (padding included); batches shuffled.
 - ``rows``: first-fit-decreasing packing of the whole file into rows of ``row_len`` (Krell et
@@ -31,7 +33,7 @@ from ..errors import PadbenchError
 from ..strategies.rowpacked import first_fit_decreasing
 
 POLICIES = ("random", "grouped", "token_budget", "rows", "varlen")
-MEGA_BATCH_FACTOR = 50  # Hugging Face's LengthGroupedSampler: mega-batches of 50 batches
+MEGA_BATCH_FACTOR = 50  # Hugging Face's LengthGroupedSampler: mega-batches of up to 50 batches
 
 # The batch shape each policy hands the model.
 SHAPE = {"random": "padded", "grouped": "padded", "token_budget": "padded", "rows": "rows", "varlen": "varlen"}
@@ -100,11 +102,16 @@ def random_batches(lengths, batch_size: int, seed: int = 0) -> list[np.ndarray]:
     return _chunks(np.random.default_rng(seed).permutation(len(lengths)), batch_size)
 
 
+def mega_batch_size(sequences: int, batch_size: int) -> int:
+    """Hugging Face's default: 50 batches, or fewer so that there are 4 mega-batches; at least 1."""
+    return max(1, min(sequences // (4 * batch_size), MEGA_BATCH_FACTOR)) * batch_size
+
+
 def grouped_batches(lengths, batch_size: int, seed: int = 0) -> list[np.ndarray]:
     lengths = np.asarray(lengths)
     rng = np.random.default_rng(seed)
     batches = []
-    for mega in _chunks(rng.permutation(len(lengths)), MEGA_BATCH_FACTOR * batch_size):
+    for mega in _chunks(rng.permutation(len(lengths)), mega_batch_size(len(lengths), batch_size)):
         by_length = mega[np.argsort(-lengths[mega], kind="stable")]
         batches.extend(_chunks(by_length, batch_size))
     return _shuffled(batches, rng)

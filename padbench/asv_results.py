@@ -76,6 +76,10 @@ def iter_result_files(results_dir: str | os.PathLike):
                 yield machine_dir.name, path
 
 
+# asv's per-value statistics (``stats_<column>`` in a result file) -> the names used here.
+_STATS = {"q25": "q_25", "q75": "q_75", "ci_low": "ci_99_a", "ci_high": "ci_99_b", "repeat": "repeat"}
+
+
 def _expand(doc: dict, name: str):
     """Yield (params dict, value, stats dict) for one benchmark of one result file."""
     entry = _entry_columns(doc, doc["results"][name])
@@ -84,13 +88,27 @@ def _expand(doc: dict, name: str):
     if not isinstance(values, list):
         values = [values]
     combos = list(itertools.product(*params)) if params else [()]
-    q25 = entry.get("stats_q_25") or [None] * len(combos)
-    q75 = entry.get("stats_q_75") or [None] * len(combos)
+    stats = {k: entry.get(f"stats_{c}") or [] for k, c in _STATS.items()}
     for i, combo in enumerate(combos):
         if i >= len(values):
             break
-        yield [_parse_param(p) for p in combo], values[i], {"q25": q25[i] if i < len(q25) else None,
-                                                            "q75": q75[i] if i < len(q75) else None}
+        yield [_parse_param(p) for p in combo], values[i], {k: v[i] if i < len(v) else None for k, v in stats.items()}
+
+
+def _time_stats(r: dict, value: float, stats: dict) -> None:
+    """A timing's spread (IQR / median, as `padbench run` records it) and asv's 99% interval of it.
+
+    One sample (``repeat == 1``, as in ``asv run --quick``) has quartiles equal to the value and an
+    infinite interval: it says nothing about noise, so no spread is recorded for it.
+    """
+    r["time_repeat"] = stats["repeat"] if _is_value(stats["repeat"]) else None
+    if stats["repeat"] == 1 or not value:
+        return
+    if _is_value(stats["q25"]) and _is_value(stats["q75"]):
+        r["time_spread"] = (stats["q75"] - stats["q25"]) / value
+    lo, hi = stats["ci_low"], stats["ci_high"]
+    if _is_value(lo) and _is_value(hi) and math.isfinite(lo) and math.isfinite(hi):
+        r["time_ci_low"], r["time_ci_high"] = float(lo), float(hi)
 
 
 def _row_key(meta: dict, strategy, distribution, device, mode):
@@ -162,8 +180,8 @@ def load_file(path: str | os.PathLike, machine: str | None = None, machine_info:
             r = row(strategy, dist, device, mode)
             if _is_value(value):
                 r[col] = float(value)
-                if col == "time_s" and _is_value(stats["q25"]) and _is_value(stats["q75"]) and value:
-                    r["time_spread"] = (stats["q75"] - stats["q25"]) / value
+                if col == "time_s":
+                    _time_stats(r, float(value), stats)
             elif value is None:  # asv: null = the benchmark failed
                 r.setdefault("failed", []).append(method)
 

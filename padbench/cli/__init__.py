@@ -12,9 +12,9 @@ import sys
 import warnings
 
 from ..errors import PadbenchError
-from . import aot_check, asv, check, epoch, kernel, listing, recommend, report, run, triton_tune
+from . import aot_check, asv, check, compare, epoch, kernel, listing, recommend, report, run, triton_tune
 
-COMMANDS = (run, listing, check, recommend, kernel, report, asv, aot_check, triton_tune, epoch)
+COMMANDS = (run, listing, check, recommend, kernel, report, compare, asv, aot_check, triton_tune, epoch)
 
 
 def build_parser() -> argparse.ArgumentParser:

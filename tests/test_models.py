@@ -283,3 +283,37 @@ def test_hf_dir_of_an_unsupported_type_is_refused(capsys, tmp_path):
     transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
     code, _, err = run_cli(capsys, "run", "--model", f"hf:{tmp_path}")
     assert code == 2 and "model type 'gpt2' is not supported" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------ recommend
+def test_recommend_names_the_users_model(capsys, user_file):
+    code, out, err = run_cli(capsys, "recommend", "--model", f"{user_file}:odd", "--dist", "uniform", "--max-len", "24",
+                             "--batch-size", "4", "--quick", "--no-memory", "--no-progress", "--draws", "1",
+                             "--strategies", "packed", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["model"]["model_source"] == f"{user_file}:odd" and doc["model"]["d_model"] == 36
+    from padbench.recommend.snippets import header
+
+    assert f"the nn.TransformerEncoder from {user_file}:odd" in header("packed", doc["model"])
+
+
+@pytest.mark.parametrize("strategy", ["packed", "loop", "hf_sdpa"])
+def test_hf_snippet_runs_and_matches_the_models_own_call(bert_dir, strategy):
+    """The snippet `recommend` prints for an hf: model, run as printed on the user's BertModel."""
+    transformers = pytest.importorskip("transformers")
+    from padbench.recommend.snippets import model_snippet
+
+    model = transformers.BertModel.from_pretrained(bert_dir).eval()
+    lengths = [7, 3, 12]
+    gen = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(1, 97, (3, 12), generator=gen)
+    attention_mask = (torch.arange(12)[None] < torch.tensor(lengths)[:, None]).long()
+    with torch.no_grad():
+        want = model(input_ids, attention_mask=attention_mask).last_hidden_state
+    scope = {"model": model, "input_ids": input_ids, "attention_mask": attention_mask}
+    with torch.no_grad():
+        exec(model_snippet(strategy, "inference", {"model_kind": "hf", "model_source": f"hf:{bert_dir}"}), scope)
+    got = scope["outs"] if "outs" in scope else [scope["out"][i, :n] for i, n in enumerate(lengths)]
+    for i, n in enumerate(lengths):
+        assert _norm_err(got[i], want[i, :n].double()) < 1e-5

@@ -9,7 +9,7 @@ from ..errors import PadbenchError
 from ..lengths import DISTRIBUTIONS
 from ..recommend import DRAWS, TIME_BUDGET_S, advise, resolve_lengths, text_output
 from ..strategies import MODES
-from .args import add_model_args, parse_strategies, positive_int, spec_from_args
+from .args import add_model_args, model_from_args, parse_strategies, positive_int, spec_from_args
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -45,9 +45,10 @@ def cmd_recommend(args) -> int:
     if args.mode not in MODES:
         raise PadbenchError(f"unknown mode {args.mode!r}; choose inference or training")
     spec = spec_from_args(args)
-    strategies = parse_strategies(args.strategies)
+    strategies = parse_strategies(args.strategies, args.model)
+    model = model_from_args(args)
     source = resolve_lengths(args.lengths, args.dist, args.batch_size, args.max_len, args.seed)
-    doc = advise(source, device=args.device, mode=args.mode, spec=spec,
+    doc = advise(source, device=args.device, mode=args.mode, spec=spec, model=model,
                  strategies=None if args.strategies == "all" else strategies, results_path=args.from_results,
                  seed=args.seed, draws=args.draws, quick=args.quick, screen=not args.no_screen,
                  memory=not args.no_memory, time_budget_s=args.time_budget, progress=not args.no_progress)

@@ -23,7 +23,10 @@ from . import spec as _spec
 from . import user as _user
 from .base import Bound, Description, Model, Shape
 
-__all__ = ["Bound", "Description", "Model", "Shape", "describe", "kind", "resolve"]
+__all__ = ["Bound", "Description", "Model", "Shape", "WEIGHT_SEED", "describe", "kind", "resolve"]
+
+# The seed of a random `hf:` model's weights: fixed, so that every case and draw runs one model.
+WEIGHT_SEED = 0
 
 
 def kind(model: str) -> str:
@@ -57,7 +60,7 @@ def describe(model: str = "spec", hf_config: str = "", spec: EncoderSpec | None 
         return _user.describe(model)
     from . import hf
 
-    return hf.describe(model[3:], hf_config, seed)
+    return hf.describe(model[3:], hf_config, WEIGHT_SEED)
 
 
 @functools.lru_cache(maxsize=8)
@@ -75,10 +78,10 @@ def _resolve(model: str, hf_config: str, spec: EncoderSpec | None, dtype: torch.
 def resolve(model: str, hf_config: str, spec: EncoderSpec, seed: int, device: str) -> Model:
     """``model`` at ``device`` in ``spec.dtype``, built once per process.
 
-    ``spec`` gives the sizes of a ``spec`` model and the dtype of any; a user's model keeps its
-    weights whatever the seed (the seed draws batches), a random `hf:` model draws them from it.
+    ``spec`` gives the sizes of a ``spec`` model and the dtype of any. A spec model's weights
+    are drawn from ``seed``; any other model keeps its weights whatever the seed (which draws
+    batches): the user's own, or an `hf:` model's random ones drawn from `WEIGHT_SEED`.
     """
-    k = kind(model)
-    if k == "spec":
+    if kind(model) == "spec":
         return _resolve(model, hf_config, spec, spec.dtype, seed, device)
-    return _resolve(model, hf_config, None, spec.dtype, seed if k == "hf" else 0, device)
+    return _resolve(model, hf_config, None, spec.dtype, WEIGHT_SEED, device)

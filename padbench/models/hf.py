@@ -232,13 +232,14 @@ def _converted_for(model: nn.Module) -> HFFunction:
     return hit[1]
 
 
-def packed_forward(model: nn.Module, input_ids_list) -> list[torch.Tensor]:
+def packed_forward(model: nn.Module, input_ids_list, *, strategy: str = "packed") -> list[torch.Tensor]:
     """``model``'s last hidden state for each sequence, run packed through padbench (inference).
 
     ``model`` is a Hugging Face BertModel, RobertaModel or DistilBertModel; ``input_ids_list``
     holds one 1-D id tensor per sequence (real tokens only, no padding). Each output is
     ``[len_i, hidden]``, what ``model(ids, attention_mask).last_hidden_state`` gives at real
     tokens. Weights are copied once per model (again whenever they change); no gradients flow.
+    ``strategy``: any padbench strategy over the model's encoder layers (default `packed`).
     """
     from ..strategies import get
 
@@ -258,5 +259,5 @@ def packed_forward(model: nn.Module, input_ids_list) -> list[torch.Tensor]:
     if max(lengths) > limit:
         raise PadbenchError(f"a sequence of {max(lengths)} tokens is over the model's {limit} positions")
     with torch.inference_mode():
-        out = get("packed", fn.encoder)(batch.embedded(fn.embed(batch)))
+        out = get(strategy, fn.encoder)(batch.embedded(fn.embed(batch)))
     return list(out.split(lengths))

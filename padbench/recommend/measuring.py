@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .. import models
 from ..judge import BASELINE, equivalent
 from ..measure import useful_flops
 from ..runner import Case, lengths_for, measure_case, peak_memory
@@ -134,7 +135,8 @@ def _peak_memory(cases, strategies, records: dict, device: str, bar) -> None:
 
 def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, seed: int = 0, draws: int = DRAWS,
             screen_first: bool = True, memory: bool = True, screen_rounds: int = SCREEN_ROUNDS, rounds: int = ROUNDS,
-            block_s: float = BLOCK_S, budget_s: float | None = None, progress: bool = True) -> dict:
+            block_s: float = BLOCK_S, budget_s: float | None = None, progress: bool = True,
+            model: dict | None = None) -> dict:
     """Measure ``strategies`` and `padded` on ``draws`` batches drawn from ``source`` (module docstring).
 
     Returns ``{"records": {strategy: measure_case record of the first draw},
@@ -148,7 +150,9 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
 
     order = strategy_order([BASELINE, *strategies])
     start = time.monotonic()
-    seeds = pick_seeds(source, spec, mode, seed, draws)
+    model = model or {}
+    shape = models.describe(model.get("model", "spec"), model.get("hf_config", ""), spec, seed).shape  # FLOPs
+    seeds = pick_seeds(source, shape, mode, seed, draws)
     draws = len(seeds)
     phases: dict[str, float] = {}
 
@@ -156,7 +160,8 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
         phases[name] = round(max(0.0, time.monotonic() - start - sum(phases.values())), 2)
 
     def case(i):
-        return lambda s: Case(s, source.distribution, device, mode, source.batch_size, source.max_len, spec, seeds[i])
+        return lambda s: Case(s, source.distribution, device, mode, source.batch_size, source.max_len, spec, seeds[i],
+                              **model)
 
     n_final = min(len(order), 1 + MAX_FINALISTS) if screen_first else len(order)
     bar = tqdm(total=len(order) + screen_rounds + n_final * (1 + (draws - 1) * (1 + rounds) + memory), unit="step",
@@ -195,6 +200,6 @@ def measure(source: LengthSource, *, device: str, mode: str, spec, strategies, s
     lens = {i: lengths_for(source.distribution, source.batch_size, source.max_len, seeds[i], None)
             for i in range(draws_measured)}
     return {"records": records, "times": times, "tokens": {i: sum(n) for i, n in lens.items()},
-            "useful_flops": {i: useful_flops(n, spec, mode) for i, n in lens.items()}, "screen": screen,
+            "useful_flops": {i: useful_flops(n, shape, mode) for i, n in lens.items()}, "screen": screen,
             "finalists": finalists, "seeds": seeds[:draws_measured], "draws_measured": draws_measured,
             "batches": [batch_info(source, sd) for sd in seeds[:draws_measured]], "phases_s": phases}

@@ -25,8 +25,24 @@ MODEL_COLUMNS = {"d_model": "d_model", "nhead": "nhead", "dim_feedforward": "dim
                  "num_layers": "num_layers", "activation": "activation", "norm_first": "norm_first", "dtype": "dtype"}
 
 
-def model_match(df, spec):
-    """Rows measured with ``spec``; a missing value (asv: the suite's default model) is the default."""
+def _column(df, col):
+    return df[col] if col in df else pd.Series(None, index=df.index, dtype=object)
+
+
+def model_match(df, spec, model: dict | None = None):
+    """Rows measured with ``spec``; a missing value (asv: the suite's default model) is the default.
+
+    Another ``model`` (``{"model", "hf_config"}``) matches rows that name it: same source and
+    configuration, same dtype; a spec model never matches another model's rows.
+    """
+    if model and model.get("model", "spec") != "spec":
+        from ..models import describe
+
+        desc = describe(model["model"], model.get("hf_config", ""), spec)
+        dtype = _column(df, "dtype").map(dtype_name)
+        keep = (_column(df, "model_source") == desc.source) & (_column(df, "model_config") == desc.config_text())
+        return df[keep & (dtype == spec.as_dict()["dtype"])]
+    df = df[_column(df, "model_kind").isna() | (_column(df, "model_kind") == "spec")]
     want = spec.as_dict()
     default = EncoderSpec().as_dict()
     keep = pd.Series(True, index=df.index)
@@ -91,7 +107,8 @@ def distance(user: dict, case: dict) -> float:
     return d
 
 
-def from_results(path: str, source: LengthSource, *, device: str, mode: str, spec, strategies=None) -> dict:
+def from_results(path: str, source: LengthSource, *, device: str, mode: str, spec, strategies=None,
+                 model: dict | None = None) -> dict:
     """Rank strategies from the measured case nearest to the user's lengths: ``{"entries", "nearest"}``."""
     from ..loader import load
 
@@ -99,7 +116,9 @@ def from_results(path: str, source: LengthSource, *, device: str, mode: str, spe
     spec_text = (f"d_model {spec.d_model}, nhead {spec.nhead}, ff {spec.dim_feedforward}, layers {spec.num_layers}, "
                  f"{spec.activation}{', norm_first' if spec.norm_first else ''}, {spec.as_dict()['dtype']}")
     same = df[(df["device"] == device) & (df["mode"] == mode)]
-    same = model_match(same, spec) if len(same) else same
+    same = model_match(same, spec, model) if len(same) else same
+    if model and model.get("model", "spec") != "spec":
+        spec_text = f"{model['model']} {model.get('hf_config', '')}".strip()
     if same.empty:
         have = sorted({f"{r.device} {r.mode}" for r in df[["device", "mode"]].itertuples()})
         raise PadbenchError(f"no results in {path} for {device} {mode} with model ({spec_text}); "

@@ -7,7 +7,7 @@ import math
 from ..judge import BASELINE
 from ..results import json_safe
 from .ranking import ENTRY_KEYS, recommended
-from .snippets import snippet
+from .snippets import header, model_snippet
 from .source import LengthSource
 
 # Keys of each ``ranked`` entry in the JSON document.
@@ -58,7 +58,8 @@ def table_text(entries: list[dict], mode: str) -> str:
 
 def result_document(source: LengthSource, entries: list[dict], *, device: str, mode: str, verdict_text: str,
                     spec, nearest: dict | None = None, draws: int | None = None, cut: bool = False,
-                    batches: list | None = None, phases: dict | None = None, load: dict | None = None) -> dict:
+                    batches: list | None = None, phases: dict | None = None, load: dict | None = None,
+                    model: dict | None = None) -> dict:
     """The ``--json`` document (docs/recommend.md): plain Python, no NaN/Inf (valid JSON)."""
     s = source.summary
     best = recommended(entries)
@@ -68,7 +69,7 @@ def result_document(source: LengthSource, entries: list[dict], *, device: str, m
         "lengths": {"count": s["count"], "mean": s["mean"], "max": s["max"], "padding_ratio": s["padding_ratio"],
                     "source": s["source"], "batch_size": source.batch_size, "cv": s["cv"],
                     "expected_batch_max": s["expected_batch_max"]},
-        "model": spec.as_dict(),
+        "model": _model(spec, model),
         "ranked": [{k: e.get(k) for k in DOCUMENT_ENTRY_KEYS} for e in entries],
         "recommended": best["strategy"] if best else None,
         "verdict": verdict_text,
@@ -83,6 +84,15 @@ def result_document(source: LengthSource, entries: list[dict], *, device: str, m
     if nearest is not None:
         doc["nearest"] = nearest
     return json_safe(doc)
+
+
+def _model(spec, model: dict | None) -> dict:
+    """The spec's sizes and dtype; another model (``{"model", "hf_config"}``) named as records name it."""
+    if not model or model.get("model", "spec") == "spec":
+        return spec.as_dict()
+    from ..models import describe
+
+    return {"dtype": spec.as_dict()["dtype"], **describe(model["model"], model.get("hf_config", ""), spec).fields()}
 
 
 def nearest_text(nearest: dict, lengths: dict) -> str:
@@ -116,13 +126,13 @@ def text_output(doc: dict, *, time_budget_s: float | None = None) -> str:
         maxes = ", ".join(str(b["max"]) for b in batches)
         budget = f"; time budget of {time_budget_s:g} s reached: fewer draws" \
             if doc["time_budget_reached"] and time_budget_s is not None else ""
-        lines.append(f"measured: {doc['device']} {doc['mode']}, model d_model {m['d_model']}, nhead {m['nhead']}, "
+        who = f"model {m['model_source']}: " if m.get("model_kind", "spec") != "spec" else "model "
+        lines.append(f"measured: {doc['device']} {doc['mode']}, {who}d_model {m['d_model']}, nhead {m['nhead']}, "
                      f"ff {m['dim_feedforward']}, layers {m['num_layers']}, {m['dtype']}; on {draws} "
                      f"batch{'es' if draws != 1 else ''} drawn from your lengths, a typical one first "
                      f"(padding ratio {pads}; longest {maxes}) in {sum(doc['phases_s'].values()):.0f} s{budget}")
     lines += ["", table_text(doc["ranked"], doc["mode"]), "", doc["verdict"]]
     best = doc["recommended"]
     if best and best != BASELINE:
-        lines += [f"\nhow to use `{best}` (given `encoder`, `x` [B, L, d] and a bool `mask` [B, L], True = pad):\n",
-                  snippet(best, doc["mode"]).rstrip()]
+        lines += ["\n" + header(best, m) + "\n", model_snippet(best, doc["mode"], m).rstrip()]
     return "\n".join(lines)

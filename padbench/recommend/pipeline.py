@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import models
 from ..judge import BASELINE
 from ..runner import check_device
 from ..strategies import names, strategy_class
@@ -16,15 +17,16 @@ from .timing import BLOCK_S, QUICK, ROUNDS, SCREEN_ROUNDS
 
 def advise(source: LengthSource, *, device: str, mode: str, spec, strategies=None, results_path: str | None = None,
            seed: int = 0, draws: int | None = None, quick: bool = False, screen: bool = True, memory: bool = True,
-           time_budget_s: float = TIME_BUDGET_S, progress: bool = True) -> dict:
+           time_budget_s: float = TIME_BUDGET_S, progress: bool = True, model: dict | None = None) -> dict:
     """Rank ``strategies`` (None: all) for ``source`` and say what to use: the `result_document`.
 
     With ``results_path`` nothing is measured: the nearest measured case there is ranked
     (`from_results`). Otherwise every strategy that can run here is measured (`measure`, on
     batches of ``seed`` onwards; an explicit ``draws`` is measured in full, else
-    ``time_budget_s`` limits further draws) and the others are listed as unsupported.
+    ``time_budget_s`` limits further draws) and the others are listed as unsupported. ``model``:
+    ``{"model": ..., "hf_config": ...}`` as `runner.Case` takes them (None: the spec model).
     """
-    common = {"device": device, "mode": mode, "spec": spec}
+    common = {"device": device, "mode": mode, "spec": spec, "model": model}
     if results_path:
         found = from_results(results_path, source, strategies=strategies, **common)
         entries = found["entries"]
@@ -33,7 +35,7 @@ def advise(source: LengthSource, *, device: str, mode: str, spec, strategies=Non
         return result_document(source, entries, verdict_text=text, nearest=found["nearest"], **common)
     check_device(device)
     load = machine_load()
-    wanted = list(strategies or names())
+    wanted = list(strategies or names(models.kind((model or {}).get("model", "spec"))))
     reasons = {s: strategy_class(s).unsupported_reason(device, mode, spec.dtype) for s in wanted}
     want_draws = draws or (QUICK["draws"] if quick else DRAWS)
     measured = measure(source, strategies=[s for s in wanted if not reasons[s]], seed=seed, **common,

@@ -71,6 +71,51 @@ out = get("varlen_attn", encoder)(batch)                  # [T, d], valid positi
 }
 
 
+HF_OWN = {
+    "hf_sdpa": """\
+# keep what you have: the model's own padded call (SDPA attention, transformers' default)
+out = model(input_ids, attention_mask=attention_mask).last_hidden_state   # [B, L, hidden]
+""",
+    "hf_eager": """\
+# the model's own padded call with eager attention
+model.set_attn_implementation("eager")
+out = model(input_ids, attention_mask=attention_mask).last_hidden_state   # [B, L, hidden]
+""",
+}
+
+HF_PADBENCH = """\
+# padbench's `{strategy}` on your model's own weights (copied once, again when they change): word,
+# position (restarting at each sequence) and token type embeddings, then the encoder layers
+from padbench.models.hf import packed_forward
+seqs = [ids[:n] for ids, n in zip(input_ids, attention_mask.sum(1).tolist())]   # real tokens only
+model.eval()
+outs = packed_forward(model, seqs{extra})   # one [L_i, hidden] tensor per sequence
+"""
+
+
+def header(strategy: str, model: dict | None = None) -> str:
+    """What the snippet for ``strategy`` is given, for the model that was measured."""
+    kind = (model or {}).get("model_kind", "spec")
+    if kind == "hf":
+        return (f"how to use `{strategy}` (given `model`, your {model['model_source'][3:]} model, `input_ids` [B, L] "
+                "and `attention_mask` [B, L], 1 = real token):")
+    who = f"`encoder`, the nn.TransformerEncoder from {model['model_source']}" if kind == "user" else "`encoder`"
+    return f"how to use `{strategy}` (given {who}, `x` [B, L, d] and a bool `mask` [B, L], True = pad):"
+
+
+def model_snippet(strategy: str, mode: str = "inference", model: dict | None = None) -> str:
+    """`snippet` for the measured model: a Hugging Face model gets its own call or `packed_forward`."""
+    if (model or {}).get("model_kind") != "hf":
+        return snippet(strategy, mode)
+    if strategy in HF_OWN:
+        return HF_OWN[strategy]
+    text = HF_PADBENCH.format(strategy=strategy, extra="" if strategy == "packed" else f", strategy={strategy!r}")
+    if mode == "training":
+        text += ("# training: packed_forward runs inference only (no gradients reach `model`); "
+                 "padbench measured training on padbench.models.hf.convert(model, ...) (docs/models.md)\n")
+    return text
+
+
 def snippet(strategy: str, mode: str = "inference") -> str:
     """How to adopt ``strategy``, given ``encoder``, ``x [B, L, d]`` and a bool ``mask [B, L]`` (True = pad)."""
     text = SNIPPETS.get(strategy, f"from padbench.strategies import get\nout = get({strategy!r}, encoder)(batch)\n")

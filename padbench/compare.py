@@ -30,7 +30,7 @@ REGRESSED = ("worse", "failed")
 DEFAULT_FACTOR = 1.1
 
 
-def _key_text(v) -> str:
+def key_text(v) -> str:
     """One key value as text, so that 256, 256.0 and "256" (one file had a missing value) match."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
@@ -43,7 +43,7 @@ def _side(df: pd.DataFrame) -> pd.DataFrame:
     """One row per case: the latest (a machine folder holds many commits, a folder many runs)."""
     df = df.copy()
     for k in KEY:
-        df[k] = df[k].map(_key_text) if k in df else ""
+        df[k] = df[k].map(key_text) if k in df else ""
     df["_t"] = pd.to_datetime(df["run_time"], utc=True, errors="coerce").fillna(pd.Timestamp(0, tz="UTC"))
     df = df.sort_values("_t", kind="stable").drop_duplicates(KEY, keep="last")
     return df.set_index(KEY)

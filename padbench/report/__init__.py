@@ -1,13 +1,14 @@
 """A static HTML report that helps a person choose a batching strategy, and the offline asv dashboard.
 
 `build_report(paths, out_dir="html/report")` reads padbench run files and asv results and writes
-``<out_dir>/index.html`` with, per device, mode and run: a figure (tokens/s and speedup over
-``padded`` against the padding ratio, peak memory), a table of every case with its equivalence
-errors and pad checks, and a verdict per distribution that only an equivalent strategy can win.
+``<out_dir>/index.html``: per device and mode, every machine's cases that several runs share side
+by side, then per run a figure (tokens/s and speedup over ``padded`` against the padding ratio,
+peak memory), a table of every case with its equivalence errors and pad checks, and a verdict
+per distribution that only an equivalent strategy can win (others are labelled unverified).
 `install_dashboard(html_dir)` makes the page ``asv publish`` writes work offline.
 
 One job per module: `sources` loads results, `verdict` judges them (through `padbench.judge`),
-`plots` draws, `page` writes HTML, `build` puts these together, `dashboard` patches asv's site.
+`plots` draws, `machines` lines runs up, `page` writes HTML, `build` puts these together, `dashboard` patches asv's site.
 """
 
 from ..loader import latest_runs, load

@@ -26,6 +26,8 @@ tr.bad td{color:#a00} tr.skip td{color:#999}
 img.plot{max-width:100%;height:auto;border:1px solid #eee}
 code{background:#f4f4f4;padding:0 .2rem;border-radius:3px}
 nav a{margin-right:1rem} .scroll{overflow-x:auto}
+h3.run{margin-top:1.8rem} td.win{font-weight:bold} td.unverified{color:#a00}
+.tag{font-size:.7rem;border:1px solid #a00;border-radius:3px;padding:0 .2rem;margin-left:.2rem}
 """
 
 # (heading, column, format) of the table of every case.
@@ -78,7 +80,7 @@ def render_table(df: pd.DataFrame) -> str:
         for _, col, kind in COLUMNS:
             v = r.get(col)
             if col == "equivalent":
-                v = ("yes" if v else "NO") if measured else ""
+                v = ("yes" if v else "unverified") if measured else ""
             elif col == "why_not":
                 v = (v or "") if measured else r.get("message")
             cells.append(f'<td class="{"l" if kind == "text" else ""}">{fmt(v, kind)}</td>')
@@ -131,15 +133,21 @@ def render_section(g: pd.DataFrame, *, anchor: str, title: str, png: str, verdic
     alt = f"tokens/s and speedup over padded vs padding ratio, and peak memory: {html.escape(title)}"
     return f"""
 <section id="{anchor}">
-<h2>{html.escape(device.upper())} · {html.escape(mode)} <small class="meta">{html.escape(run)}</small></h2>
+<h3 class="run">{html.escape(run)} <small class="meta">{html.escape(device.upper())} · {html.escape(mode)}</small></h3>
 <p class="meta">{html.escape(when_s)} {' · '.join(env)}{(' · ' + ', '.join(shape)) if shape else ''}</p>
-<h3>Verdict</h3>
+<h4>Verdict</h4>
 <ul class="verdicts">{''.join(f'<li>{v.text}</li>' for v in verdicts)}</ul>
 <img class="plot" src="{png}" alt="{alt}" width="1350" height="414">
-<h3>Every case</h3>
+<h4>Every case</h4>
 <div class="scroll">{render_table(g)}</div>
 {_note(g)}
 </section>"""
+
+
+def render_group(device: str, mode: str, *, anchor: str, side_by_side: str, sections: list[str]) -> str:
+    """One device and mode: every machine's runs of it, and their shared cases side by side."""
+    return (f'<div class="group" id="{anchor}"><h2>{html.escape(device.upper())} · {html.escape(mode)}</h2>'
+            f'{side_by_side}{"".join(sections)}</div>')
 
 
 def render_page(sections: list[str], nav: list[str], sources) -> str:
@@ -159,8 +167,10 @@ tokens per second (only real tokens count) and speedup over <code>{BASELINE}</co
 against the batch's padding ratio, peak memory, and whether each strategy computes the same function as the
 float64 per-sequence reference. A strategy counts as <i>equivalent</i> when its forward relative error is at
 most {fwd:.0e} (float32; gradients {grad:.0e} in training; reduced-precision dtypes have tolerances of their
-own), its output does not change when the contents of pads change, and an empty sequence gives no NaN. Only
-equivalent strategies can win a verdict; hollow markers in the plots are not equivalent.</p>
+own), its output does not change when the contents of pads change, and an empty sequence gives no NaN. A
+number whose equivalence failed or was not checked is <i>unverified</i>: it never wins a verdict, and is drawn
+hollow in the plots. Every machine in the results is on this page: one part per device and mode, the machines'
+shared cases side by side.</p>
 <nav>{''.join(nav)}</nav>
 {body}
 </body></html>

@@ -1,8 +1,8 @@
 """The report's figure for one section: what a person compares strategies by, at a glance.
 
 Three panels: real tokens/s and speedup over ``padded`` against the batch's padding ratio (the
-question is how the gap grows with padding), and peak memory per strategy. Strategies that do
-not compute the reference function are drawn hollow, so a fast wrong answer cannot pass for a
+question is how the gap grows with padding), and peak memory per strategy. Unverified numbers
+(equivalence to the reference failed or not checked) are drawn hollow, so a fast wrong answer cannot pass for a
 fast right one.
 """
 
@@ -41,7 +41,7 @@ def _rate_panels(ok: pd.DataFrame, strategies, ax_tps, ax_sp) -> None:
         g = ok[ok["strategy"] == s].sort_values("padding_ratio")
         colour, marker = _style(s, i)
         hollow = ~g["equivalent"].astype(bool)
-        label = s + ("" if not hollow.any() else " (not equivalent)" if hollow.all() else " (partly not equiv.)")
+        label = s + ("" if not hollow.any() else " (unverified)" if hollow.all() else " (partly unverified)")
         for ax, col in ((ax_tps, "tokens_per_s"), (ax_sp, "speedup")):
             y = pd.to_numeric(g[col], errors="coerce")
             if y.notna().sum() == 0:

@@ -67,7 +67,8 @@ def _verdict(dist, g: pd.DataFrame, device: str, mode: str) -> Verdict:
     excluded = ""
     if len(faster_bad):
         names = ", ".join(_code(s) for s in faster_bad["strategy"])
-        excluded = f" Faster but not equivalent to the reference, so not counted: {names}."
+        excluded = (" Faster but unverified (equivalence to the reference failed or not checked), "
+                    f"so not counted: {names}.")
     if base.empty or not bool(base["equivalent"].iloc[0]):
         what = "was not measured" if base.empty else "does not match the reference"
         text = (f"{where}, {_code(name)} is the fastest strategy that computes the "

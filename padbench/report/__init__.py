@@ -7,8 +7,9 @@ peak memory), a table of every case with its equivalence errors and pad checks, 
 per distribution that only an equivalent strategy can win (others are labelled unverified).
 `install_dashboard(html_dir)` makes the page ``asv publish`` writes work offline.
 
-One job per module: `sources` loads results, `verdict` judges them (through `padbench.judge`),
-`plots` draws, `machines` lines runs up, `page` writes HTML, `build` puts these together, `dashboard` patches asv's site.
+One job per module: `padbench.loader` loads results, `verdict` judges them (through
+`padbench.judge`), `plots` draws, `machines` lines runs up, `page` writes HTML, `build` puts
+these together, `dashboard` patches asv's site.
 """
 
 from ..loader import latest_runs, load

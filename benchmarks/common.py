@@ -23,6 +23,7 @@ Environment knobs (read when a benchmark process starts):
 ``PADBENCH_ASV_BATCH``          batch size, default 16
 ``PADBENCH_ASV_MAX_LEN``        longest sequence, default 256
 ``PADBENCH_ASV_THREADS``        torch threads (default: torch's own choice)
+``PADBENCH_ASV_METRIC_MEMORY``  0: no per-batch peak memory in the metrics (track_peak_mem_bytes skips)
 ``PADBENCH_ASV_MODEL``          the model (``padbench run --model``): spec (default), MODULE:CALLABLE or
                                 hf:SOURCE; any other than spec names every benchmark after it (its own series)
 ``PADBENCH_ASV_HF_CONFIG``      hf: models: ``key=value,...`` config overrides (``--hf-config``)
@@ -233,7 +234,7 @@ METRIC_FIELDS = (
     "status", "message", "time_s", "time_spread", "tokens_per_s", "padded_tokens_per_s",
     "efficiency", "useful_flops", "matmul_flops", "max_abs_err", "max_rel_err", "grad_rel_err",
     "pad_invariant", "nan_free", "fastpath_taken", "padding_ratio", "num_tokens",
-    "batch_size", "max_len",
+    "batch_size", "max_len", "peak_mem_bytes",
 )
 
 
@@ -256,11 +257,16 @@ METRIC_MIN_TIME = float(os.environ.get("PADBENCH_ASV_METRIC_MIN_TIME", "0.3"))
 METRIC_MAX_TIME = float(os.environ.get("PADBENCH_ASV_METRIC_MAX_TIME", "2.0"))
 
 
+# The peak memory `padbench run` records (one batch above what was resident before it; on CPU in a
+# fresh process): what track_peak_mem_bytes reports. 0 skips it (a fresh process per case costs seconds).
+METRIC_MEMORY = os.environ.get("PADBENCH_ASV_METRIC_MEMORY", "1") != "0"
+
+
 def measure_one(runner, case) -> dict:
-    """One record from ``runner.measure_case``, without its fresh-process memory measurement:
-    asv's own peakmem_ benchmarks measure memory. (Every commit that has a runner takes these
-    keywords.)"""
-    return runner.measure_case(case, memory=False, min_run_time=METRIC_MIN_TIME, max_run_time=METRIC_MAX_TIME)
+    """One record from ``runner.measure_case``, as `padbench run` measures it (every commit that
+    has a runner takes these keywords)."""
+    return runner.measure_case(case, memory=METRIC_MEMORY, min_run_time=METRIC_MIN_TIME,
+                               max_run_time=METRIC_MAX_TIME)
 
 
 def metrics_cache(mode: str) -> dict:

@@ -1,13 +1,15 @@
 """asv benchmarks of one transformer-encoder batch per strategy x distribution x device.
 
 * `Inference` / `Training`: ``time_step`` (one batch, CUDA synchronised inside
-  ``Prepared.step``), ``peakmem_step`` (CPU: peak RSS while running one batch) and
-  ``track_cuda_peak_bytes`` (CUDA: ``max_memory_allocated`` over one batch).
+  ``Prepared.step``), ``peakmem_step`` (CPU: the whole process's peak RSS while one batch
+  runs, torch and model included) and ``track_cuda_peak_bytes`` (CUDA: ``max_memory_allocated``
+  over one batch, weights and batch included).
 * `InferenceMetrics` / `TrainingMetrics`: derived numbers measured once per mode in a
   shared ``setup_cache`` (see ``common.metrics_cache``): real tokens/s, speedup over
   ``padded`` timed in the same process, efficiency (useful FLOP/s over the machine's own
   measured matmul FLOP/s), forward max relative error and (training) parameter-gradient
-  relative error against the float64 reference.
+  relative error against the float64 reference, and ``track_peak_mem_bytes``: one batch's peak
+  above what was resident before it, the ``peak_mem_bytes`` of `padbench run` (bytes).
 * `NestedFastpath`: 1 when ``nested_fastpath`` really took the nested path, else 0.
 * `Lengths`: the padding ratio and real-token count of each distribution's batch.
 
@@ -126,6 +128,12 @@ class _Metrics:
         return self.value("efficiency")
 
     track_efficiency.unit = "fraction of matmul peak"
+
+    def track_peak_mem_bytes(self, cache, strategy, distribution, device):
+        """One batch's peak memory above what was resident before it, as `padbench run` records it."""
+        return self.value("peak_mem_bytes")
+
+    track_peak_mem_bytes.unit = "bytes"
 
     def track_max_rel_err(self, cache, strategy, distribution, device):
         return self.value("max_rel_err")

@@ -30,12 +30,15 @@ ASV_CLASS_MODE = {"Inference": "inference", "Training": "training"}
 
 ASV_CLASS_COLUMNS = {  # class name after the mode -> {method: record column}
     "": {"time_step": "time_s"},
-    "Memory": {"peakmem_step": "peak_mem_bytes"},
-    "CudaMemory": {"track_cuda_peak_bytes": "peak_mem_bytes"},
+    # Whole-process (CPU) and whole-allocation (CUDA) peaks: not `padbench run`'s peak_mem_bytes,
+    # which the Metrics classes track (one batch above what was resident before it).
+    "Memory": {"peakmem_step": "process_peak_bytes"},
+    "CudaMemory": {"track_cuda_peak_bytes": "process_peak_bytes"},
     "Metrics": {
         "track_tokens_per_s": "tokens_per_s",
         "track_speedup_vs_padded": "speedup",
         "track_efficiency": "efficiency",
+        "track_peak_mem_bytes": "peak_mem_bytes",
         "track_max_rel_err": "max_rel_err",
         "track_grad_rel_err": "grad_rel_err",
         "track_pad_checks": "pad_checks",
@@ -200,7 +203,8 @@ def load_file(path: str | os.PathLike, machine: str | None = None, machine_info:
         for col in ("batch_size", "max_len", "num_tokens"):
             if _is_value(r.get(col)):
                 r[col] = int(r[col])
-        measured = [c for c in ("time_s", "tokens_per_s", "peak_mem_bytes", "max_rel_err") if _is_value(r.get(c))]
+        measured = [c for c in ("time_s", "tokens_per_s", "peak_mem_bytes", "process_peak_bytes", "max_rel_err")
+                    if _is_value(r.get(c))]
         failed = r.pop("failed", [])
         if failed:
             r["status"], r["message"] = "error", "asv benchmark failed: " + ", ".join(sorted(set(failed)))

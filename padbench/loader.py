@@ -17,7 +17,7 @@ from .errors import PadbenchError
 # Columns every later step reads; a source that did not record one gets it empty.
 COLUMNS = ("padding_ratio", "tokens_per_s", "time_s", "peak_mem_bytes", "max_rel_err", "grad_rel_err",
            "efficiency", "speedup", "pad_invariant", "nan_free", "dtype", "batch_size", "max_len",
-           "time_spread", "fastpath_taken", "message")
+           "time_spread", "fastpath_taken", "message", "process_peak_bytes")
 
 
 def _padbench_files(p: Path) -> list[Path]:

@@ -35,7 +35,7 @@ def comparison(df: pd.DataFrame) -> pd.DataFrame:
             **({"vs hf_sdpa": judge.speedup(df, GROUP, baseline="hf_sdpa").round(2)}
                if (df["strategy"] == "hf_sdpa").any() else {}),
             "efficiency": _num(df["efficiency"]).round(3),
-            "peak MB": (_num(df["peak_mem_bytes"]) / 2**20).round(1),
+            "peak MiB": (_num(df["peak_mem_bytes"]) / 2**20).round(1),
             "rel err": df["max_rel_err"].map(lambda v: f"{v:.1e}" if pd.notna(v) else ""),
             "grad err": df["grad_rel_err"].map(lambda v: f"{v:.1e}" if pd.notna(v) else ""),
             "equiv": df["equivalent"].map({True: "yes", False: "NO"}).where(ok, ""),

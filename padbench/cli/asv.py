@@ -50,7 +50,8 @@ def cmd_repeat(args) -> int:
 def cmd_show(args) -> int:
     df = load(args.results_dir)
     cols = [c for c in ("env_machine", "env_git_commit", "mode", "distribution", "strategy", "device", "status",
-                        "time_s", "tokens_per_s", "speedup", "peak_mem_bytes", "max_rel_err") if c in df]
+                        "time_s", "tokens_per_s", "speedup", "peak_mem_bytes", "process_peak_bytes", "max_rel_err")
+            if c in df]
     with pd.option_context("display.width", 200, "display.max_rows", None, "display.max_columns", None):
         print(df[df["status"] == "ok"][cols].to_string(index=False))
     return 0

@@ -31,7 +31,7 @@ def epoch_table(rows: list[dict]) -> pd.DataFrame:
         "high": num("epoch_s_high").round(2),
         "vs random+padded": pd.Series(speedups(rows), dtype=float).round(2),
         "tokens/s": num("tokens_per_s").round(0),
-        "peak MB": (num("peak_mem_bytes") / 2**20).round(1),
+        "peak MiB": (num("peak_mem_bytes") / 2**20).round(1),
         "equiv": df["equivalent"].map({True: "yes", False: "NO"}).fillna(""),
         "timed": df["measured_batches"],
         "shuffled": df["shuffled"],

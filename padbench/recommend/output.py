@@ -42,7 +42,7 @@ def table_text(entries: list[dict], mode: str) -> str:
             "strategy": e["strategy"],
             "real tokens/s": _fmt(e["tokens_per_s"], "tps"),
             "vs padded": _fmt(e["speedup_vs_padded"], "x"),
-            "peak MB": _fmt(e["peak_mem_bytes"], "mb"),
+            "peak MiB": _fmt(e["peak_mem_bytes"], "mb"),
             "efficiency": _fmt(e["efficiency"], "eff"),
             "rel err": _fmt(e.get("max_rel_err"), "err"),
             **({"grad err": _fmt(e.get("grad_rel_err"), "err")} if mode == "training" else {}),

@@ -35,6 +35,7 @@ COLUMNS = [("distribution", "distribution", "text"), ("padding", "padding_ratio"
            ("strategy", "strategy", "text"), ("status", "status", "text"), ("ms / batch", "time_s", "ms"),
            ("real tokens/s", "tokens_per_s", "int"), (f"vs {BASELINE}", "speedup", "x"),
            ("efficiency", "efficiency", "eff"), ("peak MiB", "peak_mem_bytes", "mib"),
+           ("process peak MiB", "process_peak_bytes", "mib"),
            ("fwd rel. err", "max_rel_err", "err"), ("grad rel. err", "grad_rel_err", "err"),
            ("pad-invariant", "pad_invariant", "bool"), ("NaN-free", "nan_free", "bool"),
            ("equivalent", "equivalent", "text"), ("note", "why_not", "text")]
@@ -68,16 +69,21 @@ def fmt(v, kind: str) -> str:
     return _NUMBER_FORMATS[kind](f) if kind in _NUMBER_FORMATS else html.escape(str(v))
 
 
+# Shown only in sections that recorded them (asv's whole-process memory).
+OPTIONAL = {"process_peak_bytes"}
+
+
 def render_table(df: pd.DataFrame) -> str:
     """Every case of a judged section, fastest first within each distribution."""
-    head = "".join(f'<th class="{"l" if k == "text" else ""}">{html.escape(t)}</th>' for t, _, k in COLUMNS)
+    columns = [c for c in COLUMNS if c[1] not in OPTIONAL or (c[1] in df and df[c[1]].notna().any())]
+    head = "".join(f'<th class="{"l" if k == "text" else ""}">{html.escape(t)}</th>' for t, _, k in columns)
     rows = []
     order = df.assign(_t=pd.to_numeric(df["tokens_per_s"], errors="coerce").fillna(-1)).sort_values(
         ["distribution", "_t"], ascending=[True, False])
     for r in order.to_dict("records"):
         measured = r.get("status") == "ok"
         cells = []
-        for _, col, kind in COLUMNS:
+        for _, col, kind in columns:
             v = r.get(col)
             if col == "equivalent":
                 v = ("yes" if v else "unverified") if measured else ""
@@ -89,15 +95,23 @@ def render_table(df: pd.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+# What "peak MiB" means, the same for padbench runs and asv results (MiB = 2^20 bytes).
+PEAK_MEANING = ("peak MiB is one batch's peak memory above what was resident before it (CPU: peak RSS in a "
+                "fresh process; CUDA: max allocated above what was allocated), in MiB (2<sup>20</sup> bytes)")
+
+
 def _note(g: pd.DataFrame) -> str:
     """Where the numbers of a section come from: asv and padbench measure them differently."""
     if (g.get("kind") == "asv").any():
         return ('<p class="meta">asv results: "ms / batch" is asv\'s <code>time_step</code> benchmark '
                 '(one process per case; a single sample in <code>--quick</code> runs); tokens/s, speedup and '
-                'efficiency were measured together in one process by the suite\'s <code>setup_cache</code>; '
-                'peak MiB is the process\'s peak RSS while one batch runs (CPU) or CUDA max allocated.</p>')
-    return ('<p class="meta">padbench run: every number of a row comes from one <code>measure_case</code>; '
-            'peak MiB is measured in a fresh process.</p>')
+                'efficiency were measured together in one process by the suite\'s <code>setup_cache</code>. '
+                + PEAK_MEANING + ' (the suite\'s <code>track_peak_mem_bytes</code>, measured as '
+                '<code>padbench run</code> does); process peak MiB is asv\'s <code>peakmem_step</code> (CPU: the '
+                'whole process\'s peak RSS, torch and model included) or <code>track_cuda_peak_bytes</code> (CUDA: '
+                'everything allocated, weights included), not comparable between strategies.</p>')
+    return ('<p class="meta">padbench run: every number of a row comes from one <code>measure_case</code>. '
+            + PEAK_MEANING + '.</p>')
 
 
 def slug(*parts) -> str:

@@ -1,7 +1,8 @@
 """The report's figure for one section: what a person compares strategies by, at a glance.
 
 Three panels: real tokens/s and speedup over ``padded`` against the batch's padding ratio (the
-question is how the gap grows with padding), and peak memory per strategy. Unverified numbers
+question is how the gap grows with padding), and peak memory per strategy (one batch above what
+was resident before it, the one meaning of ``peak_mem_bytes`` in padbench runs and asv results). Unverified numbers
 (equivalence to the reference failed or not checked) are drawn hollow, so a fast wrong answer cannot pass for a
 fast right one.
 """
@@ -70,9 +71,9 @@ def _rate_panels(ok: pd.DataFrame, strategies, ax_tps, ax_sp) -> None:
 def _memory_panel(ok: pd.DataFrame, strategies, ax) -> None:
     mem = ok.assign(peak_mem_bytes=pd.to_numeric(ok["peak_mem_bytes"], errors="coerce"))
     mem = mem[mem["peak_mem_bytes"].notna()]
-    ax.set_title("peak memory per batch")
-    if mem.empty:
-        ax.text(0.5, 0.5, "no memory measured", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title("peak memory of one batch (above resident before it)")
+    if mem.empty:  # asv results from before track_peak_mem_bytes hold only the whole process's
+        ax.text(0.5, 0.5, "no per-batch peak memory recorded", ha="center", va="center", transform=ax.transAxes)
         ax.set_xticks([])
         ax.set_yticks([])
         return
@@ -84,7 +85,7 @@ def _memory_panel(ok: pd.DataFrame, strategies, ax) -> None:
         ax.bar([k + j * width for k in range(len(table))], table[dist] / 2**20, width=width, label=str(dist))
     ax.set_xticks([k + width * (len(dists) - 1) / 2 for k in range(len(table))])
     ax.set_xticklabels(table.index, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("MiB")
+    ax.set_ylabel("peak MiB")
     ax.legend(fontsize=8, title="distribution", title_fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
 

@@ -25,6 +25,7 @@ from . import equivalence, measure, models
 from .errors import PadbenchError, UnsupportedError, failure
 from .lengths import check_distribution, padding_ratio, resolve_max_len, sample_lengths
 from .model import EncoderSpec
+from .repro import repro_command
 from .strategies import DEVICES, MODES, strategy_class
 from .strategies.nested_fastpath import NestedFastpath
 
@@ -34,7 +35,7 @@ RECORD_FIELDS = (
     "efficiency", "matmul_flops", "peak_mem_bytes", "max_abs_err", "max_rel_err", "grad_rel_err",
     "grad_worst_param", "pad_invariant", "nan_free", "fastpath_taken", "d_model", "nhead",
     "dim_feedforward", "num_layers", "activation", "norm_first", "dtype", "seed", "prepare_s",
-    "model_kind", "model_source", "model_config", "num_params",
+    "model_kind", "model_source", "model_config", "num_params", "repro",
 )
 
 
@@ -206,6 +207,8 @@ def base_record(case: Case) -> dict:
         batch_size=case.batch_size, max_len=case.max_len, seed=case.seed, status="error", message="",
         dtype=case.spec.as_dict()["dtype"], **describe(case).fields(),
     )
+    # the command that measures this case again (CPU: at this thread count, which its timing depends on)
+    rec["repro"] = repro_command(case, threads=torch.get_num_threads() if case.device == "cpu" else None)
     lengths = lengths_for(case.distribution, case.batch_size, case.max_len, case.seed, case.target_padding)
     rec["num_tokens"] = sum(lengths)
     rec["padding_ratio"] = padding_ratio(lengths)
@@ -234,7 +237,8 @@ def measure_case(
             rec.update({k: v for k, v in eq.items() if k in rec})
             if eq.get("nan_message"):
                 rec["message"] = eq["nan_message"]
-        median, spread = measure.time_fn(prepared.step, case.device, min_run_time=min_run_time, max_run_time=max_run_time)
+        median, spread = measure.time_fn(prepared.step, case.device, min_run_time=min_run_time,
+                                         max_run_time=max_run_time)
         rec.update(time_s=median, time_spread=spread)
         rec["tokens_per_s"] = rec["num_tokens"] / median
         rec["padded_tokens_per_s"] = rec.pop("padded_tokens") / median

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from .. import judge
+from .. import judge, repro
 from ..judge import BASELINE
 
 CSS = """
@@ -26,7 +26,8 @@ tr.bad td{color:#a00} tr.skip td{color:#999}
 img.plot{max-width:100%;height:auto;border:1px solid #eee}
 code{background:#f4f4f4;padding:0 .2rem;border-radius:3px}
 nav a{margin-right:1rem} .scroll{overflow-x:auto}
-h3.run{margin-top:1.8rem} td.win{font-weight:bold} td.unverified{color:#a00}
+h3.run{margin-top:1.8rem} td.repro{white-space:normal;min-width:30rem;font-size:.72rem}
+td.win{font-weight:bold} td.unverified{color:#a00}
 .tag{font-size:.7rem;border:1px solid #a00;border-radius:3px;padding:0 .2rem;margin-left:.2rem}
 """
 
@@ -38,7 +39,7 @@ COLUMNS = [("distribution", "distribution", "text"), ("padding", "padding_ratio"
            ("process peak MiB", "process_peak_bytes", "mib"),
            ("fwd rel. err", "max_rel_err", "err"), ("grad rel. err", "grad_rel_err", "err"),
            ("pad-invariant", "pad_invariant", "bool"), ("NaN-free", "nan_free", "bool"),
-           ("equivalent", "equivalent", "text"), ("note", "why_not", "text")]
+           ("equivalent", "equivalent", "text"), ("note", "why_not", "text"), ("reproduce", "repro", "code")]
 
 _NUMBER_FORMATS = {
     "ms": lambda f: f"{1e3 * f:,.1f}", "int": lambda f: f"{f:,.0f}", "x": lambda f: f"{f:.2f}×",
@@ -58,6 +59,8 @@ def _non_finite(v) -> str:
 
 def fmt(v, kind: str) -> str:
     """One table cell's text (HTML-escaped)."""
+    if kind == "code":
+        return "" if not v else f"<code>{html.escape(str(v))}</code>"
     if kind == "text":
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else html.escape(str(v))
     if kind == "bool":
@@ -69,6 +72,7 @@ def fmt(v, kind: str) -> str:
     return _NUMBER_FORMATS[kind](f) if kind in _NUMBER_FORMATS else html.escape(str(v))
 
 
+CELL_CLASS = {"text": "l", "code": "l repro"}
 # Shown only in sections that recorded them (asv's whole-process memory).
 OPTIONAL = {"process_peak_bytes"}
 
@@ -76,7 +80,7 @@ OPTIONAL = {"process_peak_bytes"}
 def render_table(df: pd.DataFrame) -> str:
     """Every case of a judged section, fastest first within each distribution."""
     columns = [c for c in COLUMNS if c[1] not in OPTIONAL or (c[1] in df and df[c[1]].notna().any())]
-    head = "".join(f'<th class="{"l" if k == "text" else ""}">{html.escape(t)}</th>' for t, _, k in columns)
+    head = "".join(f'<th class="{CELL_CLASS.get(k, "")}">{html.escape(t)}</th>' for t, _, k in columns)
     rows = []
     order = df.assign(_t=pd.to_numeric(df["tokens_per_s"], errors="coerce").fillna(-1)).sort_values(
         ["distribution", "_t"], ascending=[True, False])
@@ -89,7 +93,9 @@ def render_table(df: pd.DataFrame) -> str:
                 v = ("yes" if v else "unverified") if measured else ""
             elif col == "why_not":
                 v = (v or "") if measured else r.get("message")
-            cells.append(f'<td class="{"l" if kind == "text" else ""}">{fmt(v, kind)}</td>')
+            elif col == "repro":
+                v = repro.from_record(r)
+            cells.append(f'<td class="{CELL_CLASS.get(kind, "")}">{fmt(v, kind)}</td>')
         cls = "skip" if not measured else ("" if r.get("equivalent") else "bad")
         rows.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

@@ -64,6 +64,14 @@ def repro_command(case, *, threads: int | None = None) -> str:
                     "threads": threads})
 
 
+def record_command(case) -> str:
+    """The command a record of ``case`` measured in this process carries (CPU: at this process's
+    thread count, which its timing depends on). A resumed sweep matches cases on it."""
+    import torch
+
+    return repro_command(case, threads=torch.get_num_threads() if case.device == "cpu" else None)
+
+
 def from_record(rec) -> str | None:
     """A record's command: its own ``repro`` where it has one, else rebuilt from its fields (records
     written before ``repro`` existed, and asv rows: the suite's cases are spec-model cases)."""

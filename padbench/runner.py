@@ -25,7 +25,7 @@ from . import equivalence, measure, models
 from .errors import PadbenchError, UnsupportedError, failure
 from .lengths import check_distribution, padding_ratio, resolve_max_len, sample_lengths
 from .model import EncoderSpec
-from .repro import repro_command
+from .repro import record_command
 from .strategies import DEVICES, MODES, strategy_class
 from .strategies.nested_fastpath import NestedFastpath
 
@@ -207,8 +207,7 @@ def base_record(case: Case) -> dict:
         batch_size=case.batch_size, max_len=case.max_len, seed=case.seed, status="error", message="",
         dtype=case.spec.as_dict()["dtype"], **describe(case).fields(),
     )
-    # the command that measures this case again (CPU: at this thread count, which its timing depends on)
-    rec["repro"] = repro_command(case, threads=torch.get_num_threads() if case.device == "cpu" else None)
+    rec["repro"] = record_command(case)  # the command that measures this case again
     lengths = lengths_for(case.distribution, case.batch_size, case.max_len, case.seed, case.target_padding)
     rec["num_tokens"] = sum(lengths)
     rec["padding_ratio"] = padding_ratio(lengths)

@@ -11,24 +11,21 @@ from test_report import asv_result_file, rec, write_run
 
 from padbench import report, repro, runner
 from padbench.cli import build_parser, main
-from padbench.cli.args import model_from_args, parse_dists, parse_modes, parse_strategies, spec_from_args
+from padbench.cli.run import cases_from_args
 from padbench.model import EncoderSpec
 
 
 def case_of(command: str) -> runner.Case:
-    """The one case `padbench run` builds from ``command`` (as cmd_run does)."""
+    """The one case `padbench run` builds from ``command``."""
     argv = shlex.split(command.split("  #")[0])
     assert argv[:2] == ["padbench", "run"]
     args = build_parser().parse_args(argv[1:])
     threads = torch.get_num_threads()
     try:
-        spec = spec_from_args(args)
+        (case,) = cases_from_args(args)
     finally:
-        torch.set_num_threads(threads)
-    (case,) = runner.sweep_cases(parse_strategies(args.strategies, args.model), parse_dists(args.dists),
-                                 parse_modes(args.mode), device=args.device, batch_size=args.batch_size,
-                                 max_len=args.max_len, spec=spec, seed=args.seed, **model_from_args(args))
-    return case.validate()
+        torch.set_num_threads(threads)  # --threads sets this process's
+    return case
 
 
 @pytest.mark.parametrize("case", [

@@ -27,6 +27,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+def shard_spec(text: str) -> tuple[int, int]:
+    """``K/N`` (0 <= K < N): the K-th of N slices of a sweep's cases."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not K/N: {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise argparse.ArgumentTypeError(f"need 0 <= K < N, got {text}")
+    return k, n
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """Options shared by every subcommand that builds the encoder and batches."""
     p.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -147,3 +147,11 @@ def test_resume_refuses_another_device_and_out(tmp_path, capsys):
         sweep.open_document(path, {"device": "cpu"}, {}, resume=True)
     assert main(["run", *TINY, "--resume", str(path), "--out", str(tmp_path / "x.pbjson")]) == 2
     assert "leave out --out" in capsys.readouterr().err
+
+
+def test_bad_lengths_fail_before_a_results_file_exists(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "long.txt").write_text("12\n40\n")
+    assert main(["run", *TINY, "--dists", "file:long.txt", "--max-len", "16"]) == 2
+    assert "over max_len 16" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()

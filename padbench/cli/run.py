@@ -13,7 +13,7 @@ from .. import results, sweep
 from ..environment import environment
 from ..errors import PadbenchError
 from ..lengths import DEFAULT_DISTS
-from ..runner import check_case, check_device, describe, sweep_cases
+from ..runner import check_case, check_device, describe, lengths_for, sweep_cases
 from ..table import comparison
 from .args import (
     add_model_args,
@@ -60,7 +60,10 @@ def cases_from_args(args) -> list:
     cases = sweep_cases(parse_strategies(args.strategies, args.model), parse_dists(args.dists), parse_modes(args.mode),
                         device=args.device, batch_size=args.batch_size, max_len=args.max_len,
                         spec=spec_from_args(args), seed=args.seed, **model_from_args(args))
-    return [check_case(c.validate()) for c in cases]  # e.g. a length file over --max-len
+    cases = [check_case(c.validate()) for c in cases]
+    for c in cases:  # a length file over --max-len fails here, not after the results file was started
+        lengths_for(c.distribution, c.batch_size, c.max_len, c.seed, c.target_padding)
+    return cases
 
 
 def cmd_run(args) -> int:

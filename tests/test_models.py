@@ -45,6 +45,12 @@ USER_MODULE = textwrap.dedent("""
         layer = nn.TransformerEncoderLayer(16, 2, 24, batch_first=True)
         return nn.Sequential(nn.TransformerEncoder(layer, 1), nn.TransformerEncoder(layer, 1))
 
+    def big_eps():
+        # an eps large enough that ignoring it (torch's 1e-5 instead) moves outputs by far more than 1e-4
+        torch.manual_seed(1)
+        layer = nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, layer_norm_eps=0.5, batch_first=True)
+        return nn.TransformerEncoder(layer, 2)
+
     def number():
         return 3
 
@@ -99,6 +105,14 @@ def test_user_encoder_non_default_settings(user_file, strategy, mode):
         assert set(grads) == set(ref_grads)
         for name, g in grads.items():
             assert _norm_err(g, ref_grads[name]) < GRAD_TOL, name
+
+
+@pytest.mark.parametrize("strategy, mode", [("packed", "inference"), ("packed", "training"), ("jagged", "inference"),
+                                            ("nested_fastpath", "inference")])
+def test_each_layer_norms_eps_is_honoured(user_file, strategy, mode):
+    rec = measure_case(Case(strategy, "uniform", mode=mode, batch_size=4, max_len=16, model=f"{user_file}:big_eps"),
+                       min_run_time=0.01, max_run_time=0.05, memory=False)
+    assert rec["status"] == "ok" and judge.equivalent(rec), (rec["message"], judge.judge(rec))
 
 
 def test_user_configuration_is_read_and_the_users_module_untouched(user_file):

@@ -19,7 +19,7 @@ def cmd_list(args) -> int:
     dtype = parse_dtype(args.dtype)
     cuda = torch.cuda.is_available()
     print("strategies (what this machine supports):")
-    for name in names():
+    for name in names("hf"):  # every strategy: hf_* run hf: models only
         cls = strategy_class(name)
         print(f"  {name:16s} {cls.summary}")
         for device in DEVICES:

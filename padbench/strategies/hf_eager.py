@@ -14,7 +14,7 @@ from .base import Strategy, register
 @register
 class HFEager(Strategy):
     name = "hf_eager"
-    summary = "the Hugging Face model's own padded call, attention_mask, eager attention"
+    summary = "hf: models: the model's own padded call, attention_mask, eager attention"
     runs = "hf"
     attn_implementation = "eager"
 

@@ -14,7 +14,7 @@ from .base import Strategy, register
 @register
 class HFSdpa(Strategy):
     name = "hf_sdpa"
-    summary = "the Hugging Face model's own padded call, attention_mask, SDPA attention"
+    summary = "hf: models: the model's own padded call, attention_mask, SDPA attention"
     runs = "hf"
     attn_implementation = "sdpa"
 

@@ -139,8 +139,9 @@ def display(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
     """The table a person reads: ``keys`` (default `shown_columns`), times in ms, noise in %, B/A."""
     out = df[keys or shown_columns(df)].copy()
 
-    def ms(col):
-        return df[col].map(lambda v: "" if v is None or pd.isna(v) else f"{1e3 * v:.3g}")
+    def ms(col):  # three significant digits, never in exponent notation
+        return df[col].map(lambda v: "" if v is None or pd.isna(v) else
+                           f"{1e3 * v:,.0f}" if v >= 0.1 else f"{1e3 * v:.3g}")
 
     def pct(col):
         return df[col].map(lambda v: "" if v is None or pd.isna(v) else f"±{v:.1f}%")

@@ -226,6 +226,7 @@ def measure_case(
     """Run one case end to end and return its record (status ok | unsupported | oom | error)."""
     case = case.validate()
     rec = base_record(case)
+    prepared = None
     try:
         prepared = prepare(case)
         warm = warm_up(prepared)
@@ -252,6 +253,8 @@ def measure_case(
         raise
     except Exception as exc:  # recorded, never raised: a sweep keeps going
         rec.update(failure(exc))
+        if prepared is not None:  # what the strategy saw before it stopped (e.g. a fast path not taken)
+            rec.update({k: v for k, v in prepared.strategy.info().items() if k in rec})
         if rec["status"] == "oom" and case.device == "cuda":
             torch.cuda.empty_cache()
     finally:

@@ -132,7 +132,7 @@ def test_ctrl_c_keeps_what_was_timed(monkeypatch, tmp_path, capsys):
 
     def interrupted(run, batch, cfg):
         calls.append(1)
-        if len(calls) == 6:  # the 3rd batch of the second pair (3 timed per pair)
+        if len(calls) == 5:  # 3 pairs timed round-robin: the second batch of the second pair
             raise KeyboardInterrupt
         return 0.01
 
@@ -141,14 +141,17 @@ def test_ctrl_c_keeps_what_was_timed(monkeypatch, tmp_path, capsys):
     path.write_text("\n".join(str(n) for n in sample_lengths("uniform", 200, 64, 2)))
     out = tmp_path / "epoch.pbepoch"
     rc = main(["epoch", "--lengths", str(path), "--d-model", "32", "--ff", "64", "--layers", "1", "--batch-size", "8",
-               "--strategies", "padded,packed", "--sample", "3", "--no-memory", "--no-progress", "--json",
+               "--policies", "random,varlen", "--strategies", "padded,packed", "--sample", "3", "--no-memory",
+               "--no-progress", "--json",
                "--out", str(out)])
     assert rc == 130
     rows = json.loads(capsys.readouterr().out)["rows"]
-    assert [r["status"] for r in rows] == ["ok", "interrupted"]
-    assert rows[1]["measured_batches"] == 2 and rows[1]["epoch_s"] is not None
+    assert [(r["policy"], r["strategy"], r["status"]) for r in rows] == [
+        ("random", "padded", "interrupted"), ("random", "packed", "interrupted"), ("varlen", "packed", "interrupted")]
+    assert [r["measured_batches"] for r in rows] == [2, 1, 1]
+    assert all(r["epoch_s"] is not None and "interrupted after" in r["message"] for r in rows)
     doc = json.loads(out.read_text())
-    assert doc["interrupted"] is True and len(doc["rows"]) == 2
+    assert doc["interrupted"] is True and len(doc["rows"]) == len(rows)
 
 
 FIELDS = ("policy", "strategy", "status", "steps", "real_tokens", "padded_tokens", "padding_fraction", "epoch_s",

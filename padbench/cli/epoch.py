@@ -85,7 +85,7 @@ def cmd_epoch(args) -> int:
             rows = measure_epochs(lengths, policies, strategies, cfg, progress=not args.no_progress,
                                   on_row=lambda rows, done=tuple(done): keep(rows, done))
             done += rows
-            if rows and rows[-1]["status"] == "interrupted":
+            if any(r["status"] == "interrupted" for r in rows):
                 interrupted = True
                 break
     except KeyboardInterrupt:
@@ -98,7 +98,7 @@ def cmd_epoch(args) -> int:
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_columns", None):
             print(epoch_table(done).to_string(index=False))
     if interrupted:
-        print("interrupted: the batches timed so far are kept (rows marked interrupted)", file=sys.stderr)
+        print("interrupted: the batches timed so far are kept (unfinished rows marked interrupted)", file=sys.stderr)
         return 130
     if done and not any(r["status"] == "ok" for r in done):
         print("padbench epoch: no policy and strategy could be measured; see the status column", file=sys.stderr)

@@ -18,7 +18,7 @@ from ..model import EncoderSpec
 
 
 def probe(job: dict, *, warm: bool = False) -> int:
-    from .estimate import BatchRun, make_batch, make_strategy
+    from .batchrun import BatchRun, make_batch, make_strategy
 
     spec = EncoderSpec(**job["spec"])
     encoder = spec.build(job["seed"], job["device"])

@@ -99,6 +99,12 @@ def _value(raw: str):
     return raw
 
 
+def _first_line(exc: Exception) -> str:
+    """The error's first line, with the next one when the first only introduces it (ends with ':')."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
 def _check_keys(config_cls, overrides: dict) -> None:
     known = set(config_cls().to_dict()) | set(getattr(config_cls, "attribute_map", {}))
     unknown = sorted(set(overrides) - known)
@@ -115,7 +121,7 @@ def _config(source: str, overrides: dict):
         try:
             config = tf.AutoConfig.from_pretrained(source, local_files_only=True)
         except Exception as exc:
-            raise PadbenchError(f"hf:{source}: cannot read config.json: {str(exc).splitlines()[0]}") from None
+            raise PadbenchError(f"hf:{source}: cannot read config.json: {_first_line(exc)}") from None
         family = FAMILIES.get(config.model_type)
         if family is None:
             raise PadbenchError(f"hf:{source}: model type {config.model_type!r} is not supported "
@@ -133,7 +139,7 @@ def _config(source: str, overrides: dict):
     try:
         return config_cls(**overrides), None
     except Exception as exc:
-        raise PadbenchError(f"hf:{source}: bad --hf-config: {str(exc).splitlines()[0]}") from None
+        raise PadbenchError(f"hf:{source}: bad --hf-config: {_first_line(exc)}") from None
 
 
 def _check_encoder(source: str, config) -> None:
@@ -177,6 +183,6 @@ def load(source: str, hf_config: str = "", seed: int = 0):
     except PadbenchError:
         raise
     except Exception as exc:
-        raise PadbenchError(f"hf:{source}: cannot build the model: {str(exc).splitlines()[0]}") from None
+        raise PadbenchError(f"hf:{source}: cannot build the model: {_first_line(exc)}") from None
     weights = f"from {weights_dir}" if weights_dir else "random (seeded)"
     return zero_dropout(model.float().eval()), FAMILIES[config.model_type], weights

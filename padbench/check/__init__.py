@@ -15,6 +15,11 @@ empirically, in both module modes (train and eval), on seeded inputs:
     Append one sequence of length 0 (a row that is all padding).  The other rows' outputs
     and the gradients must not change, and no NaN/Inf may appear.
 
+A Hugging Face encoder is checked through its own call, ``model(input_ids, attention_mask)``,
+with `check_hf` (``padbench check hf:SOURCE``): the same checks on token ids, pads holding
+``pad_token_id`` and ``pad_content`` refilling them with random ids, id 0 and the last id
+(`padbench.check.hf`).
+
 Every forward/backward is also checked for NaN/Inf (check ``nonfinite``).  The report's
 verdict (`padbench.check.report`) is ``leak`` when real tokens' outputs or gradients depend
 on padding or turn NaN/Inf, ``hazard`` when NaN/Inf stays in the outputs of fully padded
@@ -46,8 +51,9 @@ Design decisions (and why)
   output has ``shape[:2] == (B, L)`` for both, a per-sequence output has the same
   ``[B, ...]`` shape for both (so ``B == L`` cannot fool it).  ``per_token=`` overrides.
 
-Modules: `inputs` (the batches), `running` (the model's forwards), `compare` (findings),
-`report` (report types and verdict), `driver` (`check_padding`).  `load_model` lives in
+Modules: `inputs` (the batches: features or token ids), `running` (the model's forwards),
+`compare` (findings), `modes` (the checks in one module mode), `report` (report types and
+verdict), `driver` (`check_padding`, `run_checks`), `hf` (`check_hf`).  `load_model` lives in
 `padbench.user_model`, importable without the checker.
 """
 
@@ -56,6 +62,7 @@ from __future__ import annotations
 from ..user_model import load_model
 from .compare import GRAD_FLOOR
 from .driver import CHECKS, TORCH_MODES, check_padding
+from .hf import check_hf
 from .report import CLEAN, HAZARD, LEAK, VERDICTS, CheckReport, Comparison, Violation
 
 __all__ = [
@@ -69,6 +76,7 @@ __all__ = [
     "CheckReport",
     "Comparison",
     "Violation",
+    "check_hf",
     "check_padding",
     "load_model",
 ]

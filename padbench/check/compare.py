@@ -67,8 +67,9 @@ class Checker:
         scale = torch.where(finite, a64.abs().maximum(b64.abs()), torch.zeros_like(a64)).max().item()
         return diff.max().item() <= self.atol + self.rtol * scale
 
-    def compare_outputs(self, check, mode, path, ref: torch.Tensor, other: torch.Tensor, batch: Batch) -> None:
-        """Outputs of the base batch's real tokens (or sequences) in two runs."""
+    def compare_outputs(self, check, mode, path, ref: torch.Tensor, other: torch.Tensor, batch: Batch,
+                        cause: str = "") -> None:
+        """Outputs of the base batch's real tokens (or sequences) in two runs; ``cause``: what changed."""
         B, L0 = len(batch.lengths), max(batch.lengths)
         if self.per_token:
             a, b = ref[:B, :L0], other[:B, :L0]
@@ -100,11 +101,11 @@ class Checker:
         n_bad = int((diff > tol).sum().item())
         what = "outputs at valid positions" if self.per_token else "per-sequence outputs"
         rows = sorted({int(i) for i in torch.nonzero(diff > tol)[:, 0].tolist()})
-        msg = (f"{what} changed {_CAUSE[check]}: max abs diff {max_diff:.3g} (relative {rel:.3g}, tolerance "
+        msg = (f"{what} changed {cause or _CAUSE[check]}: max abs diff {max_diff:.3g} (relative {rel:.3g}, tolerance "
                f"{tol:.3g}) at {_fmt_loc(loc)}; {n_bad} entries in rows {rows}")
         self.report.violations.append(Violation(check, mode, path, "output", msg, max_diff, rel, loc))
 
-    def compare_grads(self, check, mode, path, ref: dict, other: dict) -> None:
+    def compare_grads(self, check, mode, path, ref: dict, other: dict, cause: str = "") -> None:
         """Parameter gradients of a loss over real tokens in two runs (NaN/Inf ones: see `nonfinite`)."""
         diffs = {}
         gscale = 0.0
@@ -133,7 +134,7 @@ class Checker:
         bad.sort(key=lambda p: -p["rel_diff"])
         shown = ", ".join(f"{p['name']} (abs {p['max_abs_diff']:.3g}, rel {p['rel_diff']:.3g})" for p in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        msg = (f"gradients of a loss over valid outputs only changed {_CAUSE[check]} in {len(bad)} of "
+        msg = (f"gradients of a loss over valid outputs only changed {cause or _CAUSE[check]} in {len(bad)} of "
                f"{len(ref)} parameters: {shown}{more}")
         self.report.violations.append(Violation(
             check, mode, path, "gradient", msg, bad[0]["max_abs_diff"], bad[0]["rel_diff"], None, bad))

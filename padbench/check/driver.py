@@ -1,4 +1,9 @@
-"""`check_padding`: run the model on the base batch and each padding variant, compare, report."""
+"""`check_padding`: run the model on the base batch and each padding variant, compare, report.
+
+`run_checks` is the checker itself, whatever the inputs: `check_padding` gives it float
+features and ``model(x, key_padding_mask)``; `padbench.check.hf` gives it token ids and a
+Hugging Face model's own call. One checker, so both kinds of model are held to the same rules.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,9 @@ from ..judge import tolerances
 from ..model import dtype_name, parse_dtype
 from .compare import Checker
 from .inputs import default_lengths, make_batches
-from .report import HAZARD, CheckReport, Violation
-from .running import ModelState, Runner, detect_per_token, model_dtype_device, probe
+from .modes import check_mode
+from .report import CheckReport
+from .running import ModelState, Runner, detect_per_token, embeddings_call, model_dtype_device, probe
 
 #: the module modes (``nn.Module.train()`` / ``.eval()``) a check can run in
 TORCH_MODES = ("train", "eval")
@@ -62,14 +68,29 @@ def check_padding(
     torch RNG state and thread count too.  Raises PadbenchError on bad input (including a
     forward that fails on the base batch).
     """
+    if not isinstance(d_model, int) or d_model < 1:
+        raise PadbenchError(f"d_model must be a positive integer, got {d_model!r}")
+    return run_checks(
+        model, lambda lens, extra, dt, dev: make_batches(lens, extra, d_model, seed, dt, dev),
+        lengths=lengths, batch_size=batch_size, max_len=max_len, extra_len=extra_len, seed=seed, modes=modes,
+        per_token=per_token, dtype=dtype, rtol=rtol, atol=atol, device=device, num_threads=num_threads)
+
+
+def run_checks(model: nn.Module, make_inputs, *, call=embeddings_call, lengths=None, batch_size: int = 4,
+               max_len: int = 10, extra_len: int | None = None, seed: int = 0, modes: Sequence[str] = TORCH_MODES,
+               per_token: bool | None = None, dtype: torch.dtype | None = torch.float64, rtol: float | None = None,
+               atol: float = 0.0, device=None, num_threads: int | None = 1, check_lengths=None) -> CheckReport:
+    """The checks of `check_padding` on any inputs: ``make_inputs(lengths, extra_len, dtype, device)``
+    returns the batches (`padbench.check.inputs`), ``call(model, batch)`` runs one forward.
+    ``check_lengths(lengths, extra_len)`` may refuse lengths the model cannot take."""
     t0 = time.perf_counter()
     if not isinstance(model, nn.Module):
         raise PadbenchError(f"expected an nn.Module, got {type(model).__name__}")
-    if not isinstance(d_model, int) or d_model < 1:
-        raise PadbenchError(f"d_model must be a positive integer, got {d_model!r}")
     modes = _modes(modes)
     lengths = _lengths(lengths, batch_size, max_len, seed)
     extra_len = _extra_len(extra_len, lengths)
+    if check_lengths is not None:
+        check_lengths(lengths, extra_len)
 
     native_dtype, native_device = model_dtype_device(model)
     run_dtype = native_dtype if dtype is None else parse_dtype(dtype)
@@ -89,8 +110,8 @@ def check_padding(
                             "tests the empty sequence's pads")
 
     state = ModelState(work)
-    batches = make_batches(list(lengths), extra_len, d_model, seed, run_dtype, run_device)
-    runner = Runner(work, state, per_token, seed)
+    batches = make_inputs(list(lengths), extra_len, run_dtype, run_device)
+    runner = Runner(work, state, per_token, seed, call)
     try:
         with _full_precision(num_threads), \
                 torch.random.fork_rng(devices=[run_device] if run_device.type == "cuda" else []):
@@ -106,7 +127,7 @@ def check_padding(
                 report.notes.append("the model has no parameters that require grad: gradients not checked")
             for mode in modes:
                 work.train(mode == "train")
-                _check_mode(runner, checker, batches, mode, report)
+                check_mode(runner, checker, batches, mode, report)
     finally:
         state.restore()
     report.elapsed_s = time.perf_counter() - t0
@@ -182,69 +203,3 @@ def _full_precision(num_threads: int | None):
         torch.set_num_threads(threads)
         torch.set_float32_matmul_precision(matmul_precision)
         torch.backends.cudnn.allow_tf32 = cudnn_tf32
-
-
-def _check_mode(runner: Runner, checker: Checker, batches: dict, mode: str, report: CheckReport) -> None:
-    """Every check in one module mode, on the autograd path and (in eval) the no_grad path."""
-    for path in ["autograd"] + (["no_grad"] if mode == "eval" else []):
-        grad = path == "autograd"
-
-        def fwd(name, seed=None, _grad=grad):
-            try:
-                return runner.forward(batches[name], grad=_grad, seed=seed)
-            except PadbenchError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the user's forward: any failure is reported
-                if name == "empty_sequence":
-                    return exc
-                raise PadbenchError(
-                    f"{mode}-mode {'forward/backward' if _grad else 'forward'} failed on x "
-                    f"{list(batches[name].x.shape)} ({name.replace('_', ' ')} batch): {describe(exc)}") from None
-
-        def compare(check, base, run, _path=path):
-            checker.compare_outputs(check, mode, _path, base.out, run.out, batches["base"])
-            if base.grads is not None and run.grads is not None:
-                checker.compare_grads(check, mode, _path, base.grads, run.grads)
-
-        base = fwd("base")
-        checker.nonfinite("nonfinite", mode, path, base, batches["base"])
-        if grad and base.grads is None and runner.named_params:
-            report.notes.append(f"{mode} mode: the output does not require grad: gradients not checked")
-        if not checker.close(base.out, fwd("base").out):
-            report.not_applicable.append({
-                "check": "all", "mode": mode,
-                "reason": f"the {path} forward is not reproducible under a fixed torch.manual_seed: "
-                          "outputs differ between two identical calls"})
-            continue
-        # dropout: the same seed draws the same masks only for the same input shape
-        stochastic = not checker.close(base.out, fwd("base", seed=runner.seed + 1).out)
-
-        run = fwd("pad_content")
-        checker.nonfinite("pad_content", mode, path, run, batches["pad_content"])
-        compare("pad_content", base, run)
-
-        run = fwd("appended_padding")
-        checker.nonfinite("appended_padding", mode, path, run, batches["appended_padding"])
-        if stochastic:
-            report.not_applicable.append({
-                "check": "appended_padding", "mode": mode,
-                "reason": f"the {path} forward is random (dropout?): with a different input shape the "
-                          "random masks differ, so outputs cannot be compared; checked in eval mode"})
-        else:
-            compare("appended_padding", base, run)
-
-        run = fwd("empty_sequence")
-        if isinstance(run, Exception):
-            report.violations.append(Violation(
-                "empty_sequence", mode, path, "error",
-                f"the model fails on a batch containing a fully padded sequence (length 0): {describe(run)}; "
-                "batches without an empty sequence run", severity=HAZARD))
-            continue
-        checker.nonfinite("empty_sequence", mode, path, run, batches["empty_sequence"])
-        if stochastic:
-            report.not_applicable.append({
-                "check": "empty_sequence", "mode": mode,
-                "reason": f"the {path} forward is random (dropout?): other rows are not compared when a "
-                          "row is added (NaN/Inf still checked)"})
-        else:
-            compare("empty_sequence", base, run)

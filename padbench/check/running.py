@@ -2,7 +2,9 @@
 
 Parameters and buffers are snapshotted once and copied back before every forward (BatchNorm's
 running statistics change in train mode), gradients are cleared and the seed is reset, so two
-forwards differ only by the batch they were given.
+forwards differ only by the batch they were given. How the model is called is one function
+(`embeddings_call` by default; `padbench.check.hf` passes a Hugging Face model's own call), so
+the checker runs any calling convention the same way.
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ def model_dtype_device(model: nn.Module):
     return dtype or torch.float32, device or torch.device("cpu")
 
 
+def embeddings_call(model: nn.Module, batch: Batch):
+    """``model(x, key_padding_mask)`` on fresh copies: a model that writes into its inputs must not
+    change the next run's."""
+    return model(batch.x.clone(), batch.mask.clone())
+
+
 @dataclasses.dataclass
 class Run:
     out: torch.Tensor
@@ -61,8 +69,9 @@ class Run:
 
 
 class Runner:
-    def __init__(self, model, state: ModelState, per_token, seed: int):
+    def __init__(self, model, state: ModelState, per_token, seed: int, call=embeddings_call):
         self.model = model
+        self.call = call
         self.state = state
         self.per_token = per_token
         self.seed = seed
@@ -75,8 +84,7 @@ class Runner:
         self.state.reset()
         torch.manual_seed(self.seed if seed is None else seed)
         with (contextlib.nullcontext() if grad else torch.no_grad()):
-            # fresh copies: a model that writes into its inputs must not change the next run's
-            out = self.model(batch.x.clone(), batch.mask.clone())
+            out = self.call(self.model, batch)
         self._check_output(out, batch)
         grads = None
         if grad and out.requires_grad and self.named_params and self.per_token is not None:
@@ -106,7 +114,7 @@ class Runner:
             elif tuple(out.shape[1:]) != self.seq_shape:
                 raise PadbenchError(
                     f"per-sequence outputs expected (the same [B, ...] shape for every padded length), "
-                    f"got {list(out.shape)} for x {list(batch.x.shape)} after {[out.shape[0], *self.seq_shape]}")
+                    f"got {list(out.shape)} for {batch.shapes()} after {[out.shape[0], *self.seq_shape]}")
 
     def loss(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
         """sum(valid outputs * fixed seeded weights), over the base batch's rows and positions only."""
@@ -136,9 +144,7 @@ def probe(runner: Runner, batch: Batch) -> torch.Tensor:
     except PadbenchError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's forward: any failure is bad input
-        B, L, d = batch.x.shape
-        raise PadbenchError(
-            f"model(x [{B}, {L}, {d}], key_padding_mask [{B}, {L}]) failed in eval mode: {describe(exc)}") from None
+        raise PadbenchError(f"model({batch.shapes()}) failed in eval mode: {describe(exc)}") from None
 
 
 def detect_per_token(runner: Runner, batches: dict) -> bool:
@@ -152,5 +158,5 @@ def detect_per_token(runner: Runner, batches: dict) -> bool:
     if a.shape == b.shape:
         return False
     raise PadbenchError(
-        f"cannot tell per-token from per-sequence output: shape {list(a.shape)} for x [{B}, {L0}, d] "
-        f"and {list(b.shape)} for x [{B}, {L2}, d]; expected [B, L, ...] or [B, ...] (or pass per_token=)")
+        f"cannot tell per-token from per-sequence output: shape {list(a.shape)} for [{B}, {L0}, ...] inputs "
+        f"and {list(b.shape)} for [{B}, {L2}, ...]; expected [B, L, ...] or [B, ...] (or pass per_token=)")

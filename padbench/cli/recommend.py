@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..epoch import EpochConfig, check_policies
 from ..errors import PadbenchError
-from ..lengths import DISTRIBUTIONS
-from ..recommend import DRAWS, TIME_BUDGET_S, advise, resolve_lengths, text_output
+from ..lengths import DISTRIBUTIONS, read_lengths_file, validate_lengths
+from ..recommend import DRAWS, TIME_BUDGET_S, advise, advise_epoch, epoch_text, resolve_lengths, text_output
+from ..runner import check_device
 from ..strategies import MODES
+from . import epoch as epoch_cli
 from .args import add_model_args, model_from_args, parse_strategies, positive_int, spec_from_args
+
+# `padbench epoch`'s options that `recommend --epoch` takes, with `padbench epoch`'s own definitions.
+EPOCH_OPTIONS = ("--policies", "--max-tokens", "--sample", "--measure-all")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -37,13 +43,37 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak memory probe")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON document to stdout (nothing else)")
+    group = p.add_argument_group(
+        "batching policy too (--epoch)",
+        "time one whole epoch of your --lengths per data-loader policy and strategy (padbench epoch) and recommend "
+        "the pair with the shortest equivalent epoch, with the loader's and the model's code")
+    group.add_argument("--epoch", action="store_true", help="recommend a (policy, strategy) pair from whole epochs")
+    group.add_argument("--current-policy", metavar="POLICY",
+                       help="with --epoch: the policy your loader uses now (random, grouped, token_budget, rows, "
+                            "varlen), to compare with")
+    add_epoch_options(group)
     p.set_defaults(func=cmd_recommend)
     return p
+
+
+def add_epoch_options(group) -> None:
+    """`EPOCH_OPTIONS` as `padbench epoch` defines them (its parser is the one definition)."""
+    scratch = argparse.ArgumentParser(add_help=False)
+    sub = scratch.add_subparsers()
+    epoch_cli.add_parser(sub)
+    actions = {opt: a for a in sub.choices["epoch"]._actions for opt in a.option_strings}
+    for opt in EPOCH_OPTIONS:
+        group._add_action(actions[opt])
 
 
 def cmd_recommend(args) -> int:
     if args.mode not in MODES:
         raise PadbenchError(f"unknown mode {args.mode!r}; choose inference or training")
+    if args.epoch:
+        return cmd_recommend_epoch(args)
+    given = [opt for opt in (*EPOCH_OPTIONS, "--current-policy") if _given(args, opt)]
+    if given:
+        raise PadbenchError(f"{given[0]} goes with --epoch (a batching policy for whole epochs)")
     spec = spec_from_args(args)
     strategies = parse_strategies(args.strategies, args.model)
     model = model_from_args(args)
@@ -57,3 +87,41 @@ def cmd_recommend(args) -> int:
     else:
         print(text_output(doc, time_budget_s=args.time_budget))
     return 0
+
+
+def _given(args, opt: str) -> bool:
+    value = getattr(args, opt.lstrip("-").replace("-", "_"))
+    return value not in (None, False, "all")
+
+
+def cmd_recommend_epoch(args) -> int:
+    """``--epoch``: one epoch per (policy, strategy) of the --lengths file, and the pair to use."""
+    if args.dist or not args.lengths:
+        raise PadbenchError("--epoch needs your lengths as a file: --lengths FILE (one integer per line, or .npy)")
+    refused = {"--from-results": args.from_results, "--draws": args.draws, "--quick": args.quick,
+               "--no-screen": args.no_screen, "--time-budget": args.time_budget != TIME_BUDGET_S,
+               "--model": args.model != "spec"}
+    for opt, value in refused.items():
+        if value:
+            raise PadbenchError(f"{opt} does not go with --epoch (it measures whole epochs of padbench's encoder)")
+    lengths = read_lengths_file(args.lengths)
+    if args.max_len is not None:
+        validate_lengths(lengths, args.max_len)
+    policies = check_policies(args.policies)
+    current = args.current_policy
+    if current is not None and check_policies(current) != [current]:
+        raise PadbenchError(f"--current-policy takes one policy, got {current!r}")
+    strategies = parse_strategies(args.strategies)
+    check_device(args.device)
+    spec = spec_from_args(args)
+    cfg = EpochConfig(device=args.device, mode=args.mode, spec=spec, seed=args.seed, batch_size=args.batch_size,
+                      max_tokens=args.max_tokens or epoch_cli.default_max_tokens(lengths, args.batch_size),
+                      row_len=args.max_len or int(lengths.max()), measure_all=args.measure_all, sample=args.sample,
+                      memory=not args.no_memory)
+    doc = advise_epoch(lengths, cfg, policies=policies, strategies=strategies, source=f"file:{args.lengths}",
+                       current=current, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(doc, indent=1, allow_nan=False))
+    else:
+        print(epoch_text(doc))
+    return 130 if doc["interrupted"] else 0

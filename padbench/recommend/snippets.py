@@ -68,7 +68,39 @@ from padbench.strategies import get
 batch = VarlenBatch.from_padded(x, mask)                  # x on the GPU in float16/bfloat16
 out = get("varlen_attn", encoder)(batch)                  # [T, d], valid positions only
 """,
+    "rowpacked": """\
+# padbench's rowpacked: the batch's sequences packed first-fit-decreasing into rows (as long as
+# the batch's longest sequence; row_len=512 for fixed rows), SDPA with a block-diagonal mask per row
+from padbench.batch import VarlenBatch
+from padbench.strategies import strategy_class
+rowpacked = strategy_class("rowpacked")(encoder)          # or (encoder, row_len=512)
+batch = VarlenBatch.from_padded(x, mask)                  # real tokens packed [T, d] + offsets
+out = rowpacked(batch)                                    # [T, d], valid positions only
+""",
 }
+
+# `padbench recommend --epoch`: the model side of a pair, on what the policy's loader yields
+# (`padbench.epoch.loaders`). A padded policy's loader yields `x, mask`: the snippets above.
+EPOCH_VARLEN = """\
+# `{strategy}` on the loader's packed tokens (tokens [T, d], cu_seqlens [n + 1]): no padding anywhere
+from padbench.batch import VarlenBatch
+from padbench.strategies import get
+lengths = cu_seqlens.diff().tolist()
+batch = VarlenBatch(tokens, cu_seqlens.long().to(tokens.device), tuple(lengths))
+out = get("{strategy}", encoder)(batch)                   # [T, d]; out.split(lengths): one per sequence
+"""
+
+EPOCH_ROWS = """\
+# the loader's rows (x [R, row_len, d], segment [R, row_len]) through your encoder, as `rowpacked`
+# runs them: every slot through the layers, attention only within a sequence (block-diagonal
+# mask; a free slot sees only itself); models with position embeddings take `position` as ids
+import torch
+slot = torch.arange(segment.shape[1], device=segment.device)
+same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
+blocked = ~(same | (slot[:, None] == slot[None, :]))      # True = may not attend
+heads = encoder.layers[0].self_attn.num_heads
+out = encoder(x, mask=blocked.repeat_interleave(heads, 0))[segment >= 0]   # [T, d], in row order
+"""
 
 
 HF_OWN = {
@@ -124,3 +156,14 @@ def snippet(strategy: str, mode: str = "inference") -> str:
     elif mode == "inference" and strategy not in ("nested_fastpath",):
         text = "# inference: run under torch.no_grad() (or torch.inference_mode())\n" + text
     return text
+
+
+def epoch_model_snippet(shape: str, strategy: str, mode: str = "inference") -> str:
+    """The model side of a (policy, strategy) pair, given what a batch of the policy's loader is:
+    ``x, mask`` (shape ``padded``), ``x, segment, position`` (``rows``) or ``tokens, cu_seqlens`` (``varlen``)."""
+    if shape == "padded":
+        return snippet(strategy, mode)
+    text = EPOCH_ROWS if shape == "rows" else EPOCH_VARLEN.format(strategy=strategy)
+    if mode == "training":
+        return text + "# training: compute the loss on `out` (real tokens only), then loss.backward()\n"
+    return "# inference: run under torch.no_grad() (or torch.inference_mode())\n" + text

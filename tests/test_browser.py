@@ -5,7 +5,8 @@ A fixture builds the site into a temporary folder from the committed asv results
 dashboard UI (`padbench.report.install_dashboard`) and the report (`padbench.report.build_report`
 into ``<site>/report``). It is served on 127.0.0.1 and each page must load with no uncaught
 exception, no console.error, no error log entry, no failed request, and must not render blank;
-the report must show one loaded plot per device and mode, the dashboard must draw a graph.
+the report must show one loaded plot per device and mode and per epoch document (``results/epoch/``),
+the dashboard must draw a graph.
 
 Skipped only when Chromium or chromedriver is missing (CI installs both:
 ``apt-get install chromium chromium-driver``).
@@ -71,6 +72,13 @@ def test_report_page_shows_every_plot(driver, site):
     n_sec = driver.execute_script("return document.querySelectorAll('section').length")
     assert n_sec == sections and n_img == sections
     assert any(u.endswith(".png") for u in page.requests)
+    # the epoch part: one section per committed `padbench epoch` document, its figure loaded
+    documents = len(list((RESULTS / "epoch").glob("*.pbepoch")))
+    n_epoch = driver.execute_script("return Array.from(document.querySelectorAll('#epochs section.epoch img.plot'))"
+                                    ".filter(i => i.complete && i.naturalWidth > 0).length")
+    assert documents >= 1 and n_epoch == documents
+    text = driver.execute_script("return document.getElementById('epochs').innerText")
+    assert "Whole epochs" in text and "Every pair" in text and "an epoch in" in text
 
 
 # The asv-tachyon UI draws a benchmark's graph with uPlot into a <canvas> (only when the

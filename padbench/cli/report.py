@@ -10,10 +10,11 @@ from ..report import build_report, install_dashboard
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "report", help="write a static HTML report (plots, tables, verdicts) from results",
-        description="Build html/report/index.html from padbench run files (*.pbjson) and asv results.")
+        description="Build html/report/index.html from padbench run files (*.pbjson), padbench epoch documents "
+                    "(*.pbepoch) and asv results.")
     p.add_argument("paths", nargs="*", default=["results"],
-                   help="results files or folders (default: results, i.e. results/padbench/*.pbjson "
-                        "and asv's results/<machine>/)")
+                   help="results files or folders (default: results, i.e. results/padbench/*.pbjson, "
+                        "results/epoch/*.pbepoch and asv's results/<machine>/)")
     p.add_argument("--out", default="html/report", help="output folder (default html/report)")
     p.add_argument("--all-runs", action="store_true", help="a section per run, not only the latest per machine")
     p.add_argument("--dashboard", metavar="HTML_DIR",

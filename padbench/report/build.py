@@ -6,7 +6,10 @@ import html
 import os
 from pathlib import Path
 
-from ..loader import latest_runs, load
+import pandas as pd
+
+from ..loader import latest_runs, load_report
+from .epochs import render_epochs
 from .machines import render_side_by_side
 from .page import render_group, render_page, render_section, shape_of, slug
 from .plots import plot_section
@@ -18,21 +21,24 @@ def build_report(results_paths_or_dirs=("results",), out_dir: str | os.PathLike 
     """Write ``<out_dir>/index.html`` (+ PNG figures beside it); return its path.
 
     One part per device and mode holds every machine's run of it (the latest per machine and
-    tool; ``all_runs``: every run), with the cases they share side by side.
+    tool; ``all_runs``: every run), with the cases they share side by side. Then every epoch
+    document (``*.pbepoch``), newest first, in a part of its own (`epochs`).
     """
     if isinstance(results_paths_or_dirs, (str, os.PathLike)):
         results_paths_or_dirs = [results_paths_or_dirs]
-    df = load(results_paths_or_dirs)
+    df, epochs = load_report(results_paths_or_dirs)
     if not all_runs:
         df = latest_runs(df)
-    df = add_judgement(df)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("plot-*.png"):  # figures of sections this report no longer has
         old.unlink()
 
     groups, nav = [], []
-    parts = df[["device", "mode"]].drop_duplicates().sort_values(["device", "mode"])
+    parts = pd.DataFrame(columns=["device", "mode"])
+    if not df.empty:
+        df = add_judgement(df)
+        parts = df[["device", "mode"]].drop_duplicates().sort_values(["device", "mode"])
     for device, mode in parts.itertuples(index=False):
         dm = df[(df["device"] == device) & (df["mode"] == mode)]
         sections = []
@@ -53,6 +59,10 @@ def build_report(results_paths_or_dirs=("results",), out_dir: str | os.PathLike 
                                    sections=sections))
         runs = f" ({len(sections)} runs)" if len(sections) > 1 else ""
         nav.append(f'<a href="#{anchor}">{html.escape(device.upper())} {html.escape(mode)}{runs}</a>')
+    epoch_part, documents = render_epochs(epochs, out)
+    if documents:
+        groups.append(epoch_part)
+        nav.append(f'<a href="#epochs">Epochs{f" ({documents})" if documents > 1 else ""}</a>')
 
     index = out / "index.html"
     tmp = index.with_suffix(".html.tmp")  # a reader never sees a half-written page

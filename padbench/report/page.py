@@ -29,6 +29,7 @@ nav a{margin-right:1rem} .scroll{overflow-x:auto}
 h3.run{margin-top:1.8rem} td.repro{white-space:normal;min-width:30rem;font-size:.72rem}
 td.win{font-weight:bold} td.unverified{color:#a00}
 .tag{font-size:.7rem;border:1px solid #a00;border-radius:3px;padding:0 .2rem;margin-left:.2rem}
+td.skip{color:#999} td.status{color:#a00;font-style:italic} p.warn{color:#a00}
 """
 
 # (heading, column, format) of the table of every case.
@@ -190,7 +191,7 @@ most {fwd:.0e} (float32; gradients {grad:.0e} in training; reduced-precision dty
 own), its output does not change when the contents of pads change, and an empty sequence gives no NaN. A
 number whose equivalence failed or was not checked is <i>unverified</i>: it never wins a verdict, and is drawn
 hollow in the plots. Every machine in the results is on this page: one part per device and mode, the machines'
-shared cases side by side.</p>
+shared cases side by side; <code>padbench epoch</code> documents, whole epochs per batching policy, follow.</p>
 <nav>{''.join(nav)}</nav>
 {body}
 </body></html>

@@ -1,10 +1,13 @@
-"""The report's figure for one section: what a person compares strategies by, at a glance.
+"""The report's figures: what a person compares strategies (and batching policies) by, at a glance.
 
-Three panels: real tokens/s and speedup over ``padded`` against the batch's padding ratio (the
-question is how the gap grows with padding), and peak memory per strategy (one batch above what
-was resident before it, the one meaning of ``peak_mem_bytes`` in padbench runs and asv results). Unverified numbers
-(equivalence to the reference failed or not checked) are drawn hollow, so a fast wrong answer cannot pass for a
-fast right one.
+A run's section (`plot_section`) has three panels: real tokens/s and speedup over ``padded``
+against the batch's padding ratio (the question is how the gap grows with padding), and peak
+memory per strategy (one batch above what was resident before it, the one meaning of
+``peak_mem_bytes`` in padbench runs and asv results). An epoch document's section
+(`plot_epochs`) has, per mode, the epoch time of every (policy, strategy) with its 95% interval
+and the padding fraction of every policy. Unverified numbers (equivalence to the reference failed
+or not checked) are drawn hollow, so a fast wrong answer cannot pass for a fast right one; a pair
+that did not finish gets its status written where its bar would be, never a bar.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..judge import BASELINE
+from ..judge import BASELINE, flag, number
 
 # A fixed colour and marker per strategy, so that a strategy looks the same in every figure.
 STRATEGY_STYLE = {
@@ -25,8 +28,9 @@ STRATEGY_STYLE = {
     "packed": ("#9467bd", "P"),
     "flex": ("#8c564b", "X"),
     "varlen_attn": ("#e377c2", "*"),
+    "rowpacked": ("#bcbd22", "h"),
 }
-_EXTRA_COLOURS = ["#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78"]
+_EXTRA_COLOURS = ["#17becf", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a"]
 
 
 def _style(strategy: str, i: int):
@@ -103,6 +107,71 @@ def plot_section(df: pd.DataFrame, title: str, path: Path) -> Path:
     fig, (ax_tps, ax_sp, ax_mem) = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
     _rate_panels(ok, strategies, ax_tps, ax_sp)
     _memory_panel(ok, strategies, ax_mem)
+    fig.suptitle(title, fontsize=11)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------- epochs
+def _epoch_panel(rows: pd.DataFrame, ax, baseline_s: float | None) -> None:
+    """Horizontal bars: one per (policy, strategy), grouped by policy, the 95% interval as a whisker."""
+    labels, strategies = [], _order(rows["strategy"].unique())
+    times = [number(t) for t, st in zip(rows["epoch_s"], rows["status"]) if st == "ok" and number(t)]
+    log = bool(times) and max(times) / min(times) > 30
+    for y, r in enumerate(rows.to_dict("records")):
+        labels.append(f"{r['policy']} · {r['strategy']}")
+        t = number(r.get("epoch_s"))
+        if r.get("status") != "ok" or t is None:
+            ax.text(0.01, y, str(r.get("status") or "?"), transform=ax.get_yaxis_transform(), va="center",
+                    fontsize=8, color="#a00", style="italic")
+            continue
+        colour, _ = _style(r["strategy"], strategies.index(r["strategy"]))
+        verified = flag(r.get("equivalent")) is True
+        ax.barh(y, t, color=colour if verified else "none", edgecolor=colour, hatch=None if verified else "//",
+                height=0.7, alpha=0.85)
+        lo, hi = number(r.get("epoch_s_low")), number(r.get("epoch_s_high"))
+        if lo is not None and hi is not None and hi > lo:
+            ax.errorbar(t, y, xerr=[[t - lo], [hi - t]], fmt="none", ecolor="#222", capsize=3, linewidth=1)
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+    if baseline_s:
+        ax.axvline(baseline_s, color="#555", linestyle="--", linewidth=1, label=f"random · {BASELINE}")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlabel("seconds per epoch (95% interval; hatched: unverified)" + (", log scale" if log else ""))
+    ax.grid(True, axis="x", alpha=0.3)
+
+
+def plot_epochs(df: pd.DataFrame, title: str, path: Path) -> Path:
+    """Draw one epoch document's rows (`padbench.loader.load_epochs`) into the PNG at ``path``; return it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(dict.fromkeys(df["mode"]))
+    pairs = max(len(df[df["mode"] == m]) for m in modes)
+    fig, axes = plt.subplots(len(modes), 2, figsize=(15, 1.2 + 0.28 * pairs * len(modes) + 0.6 * len(modes)),
+                             squeeze=False, gridspec_kw={"width_ratios": [3, 1]}, constrained_layout=True)
+    for (ax_t, ax_p), mode in zip(axes, modes):
+        rows = df[df["mode"] == mode]
+        base = rows[(rows["policy"] == "random") & (rows["strategy"] == BASELINE) & (rows["status"] == "ok")
+                    & rows["equivalent"].map(lambda v: flag(v) is True)]
+        _epoch_panel(rows, ax_t, number(base["epoch_s"].iloc[0]) if len(base) else None)
+        ax_t.set_title(f"{mode}: one epoch per policy · strategy (shorter is better)", fontsize=10)
+        pad = rows.drop_duplicates("policy")
+        ax_p.barh(range(len(pad)), pd.to_numeric(pad["padding_fraction"], errors="coerce") * 100, color="#888")
+        ax_p.set_yticks(range(len(pad)))
+        ax_p.set_yticklabels(pad["policy"], fontsize=8)
+        ax_p.invert_yaxis()
+        ax_p.set_xlim(0, 100)
+        ax_p.set_xlabel("padded tokens, % of the batches' tokens")
+        ax_p.set_title("padding per policy", fontsize=10)
+        ax_p.grid(True, axis="x", alpha=0.3)
     fig.suptitle(title, fontsize=11)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

@@ -51,11 +51,16 @@ def shuffling(p: dict) -> str:
     return text.format(how="packing" if p["policy"] == "rows" else "sort by length")
 
 
-def advice(doc: dict) -> list[str]:
-    """The verdict: what to use, how sure, compared with what; then what was excluded, and why."""
-    chosen, base, cur = doc["chosen"], doc["baseline"], doc["current"]
-    where = (f"for an epoch of your {doc['lengths']['count']:,} lengths (B={doc['epoch']['batch_size']}) on "
-             f"{doc['device']} {doc['mode']}")
+def advice(doc: dict, where: str | None = None) -> list[str]:
+    """The verdict: what to use, how sure, compared with what; then what was excluded, and why.
+
+    ``doc``: `epoch_document`'s keys ``chosen``, ``runner_up``, ``baseline``, ``vs_baseline``,
+    ``current``, ``excluded`` (`choose`) and, unless ``where`` says what was measured, ``lengths``,
+    ``epoch``, ``device`` and ``mode``.
+    """
+    chosen, base, cur = doc["chosen"], doc["baseline"], doc.get("current")
+    where = where or (f"for an epoch of your {doc['lengths']['count']:,} lengths (B={doc['epoch']['batch_size']}) "
+                      f"on {doc['device']} {doc['mode']}")
     if chosen is None:
         return [f"{where}, no pair of policy and strategy was measured in full to compute the reference function: "
                 "nothing to recommend (see the excluded pairs)."]

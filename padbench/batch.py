@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from .errors import PadbenchError
-from .lengths import padding_ratio, validate_lengths
+from .lengths import validate_lengths
+from .seqlens import SeqLens
 
 
 def _noise(shape, seed: int, dtype, device) -> torch.Tensor:
@@ -28,7 +29,7 @@ def _check_finite(t: torch.Tensor, what: str) -> None:
 
 
 @dataclass
-class VarlenBatch:
+class VarlenBatch(SeqLens):
     values: torch.Tensor  # [T, d] real tokens, packed
     offsets: torch.Tensor  # [B+1] int64 cumulative lengths, on values' device
     lengths_list: tuple[int, ...]  # host copy: strategies loop over it without device syncs
@@ -105,48 +106,20 @@ class VarlenBatch:
         values = self.values.to(device=device, dtype=dtype)
         return replace(self, values=values, offsets=self.offsets.to(values.device), _cache={})
 
-    # facts ---------------------------------------------------------------------------------
+    # facts (lengths, batch_size, num_tokens, max_len, padding_ratio, device: `SeqLens`) --------
     @property
-    def lengths(self) -> torch.Tensor:
-        return self.offsets[1:] - self.offsets[:-1]
-
-    @property
-    def batch_size(self) -> int:
-        return len(self.lengths_list)
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self.values.shape[0])
+    def _packed(self) -> torch.Tensor:
+        return self.values
 
     @property
     def d_model(self) -> int:
         return int(self.values.shape[1])
 
     @property
-    def max_len(self) -> int:
-        """Longest sequence in this batch (the padded width)."""
-        return max(self.lengths_list)
-
-    @property
-    def padding_ratio(self) -> float:
-        return padding_ratio(self.lengths_list)
-
-    @property
-    def device(self) -> torch.device:
-        return self.values.device
-
-    @property
     def dtype(self) -> torch.dtype:
         return self.values.dtype
 
-    # converters ----------------------------------------------------------------------------
-    def key_padding_mask(self) -> torch.Tensor:
-        """``[B, L]`` bool, True = pad, left-aligned."""
-        if "mask" not in self._cache:
-            pos = torch.arange(self.max_len, device=self.device)
-            self._cache["mask"] = pos[None, :] >= self.lengths[:, None]
-        return self._cache["mask"]
-
+    # converters (key_padding_mask, positions, unpad, to_list: `SeqLens`) ---------------------
     def to_padded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, L, d]`` with seeded noise in pads, and its key padding mask."""
         mask = self.key_padding_mask()
@@ -160,14 +133,6 @@ class VarlenBatch:
             shape = (self.batch_size, self.max_len, self.d_model)
             self._cache["pad_noise"] = _noise(shape, self.pad_seed, self.dtype, self.device) * self.pad_scale
         return self._cache["pad_noise"]
-
-    def unpad(self, padded: torch.Tensor) -> torch.Tensor:
-        """Packed ``[T, ...]`` valid positions of a ``[B, L, ...]`` output."""
-        return padded[~self.key_padding_mask()]
-
-    def to_list(self) -> list[torch.Tensor]:
-        """One ``[L_i, d]`` view per sequence."""
-        return list(self.values.split(self.lengths_list))
 
     def to_jagged(self) -> torch.Tensor:
         """Jagged nested tensor ``[B, j, d]`` (a view of ``values``: gradients flow)."""

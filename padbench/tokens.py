@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from .batch import VarlenBatch
-from .lengths import padding_ratio, validate_lengths
+from .lengths import validate_lengths
+from .seqlens import SeqLens
 
 
 @dataclass
-class TokenBatch:
+class TokenBatch(SeqLens):
     ids: torch.Tensor  # [T] int64 token ids of real tokens, packed
     offsets: torch.Tensor  # [B+1] int64 cumulative lengths, on ids' device
     lengths_list: tuple[int, ...]
@@ -57,46 +58,12 @@ class TokenBatch:
         return TokenBatch.from_lengths(lengths, vocab_size=self.vocab_size, d_model=self.d_model, dtype=self.dtype,
                                        device=self.device, allow_empty=allow_empty, avoid_id=self.avoid_id)
 
-    # facts ---------------------------------------------------------------------------------
+    # facts (lengths, batch_size, num_tokens, max_len, padding_ratio, device: `SeqLens`) --------
     @property
-    def lengths(self) -> torch.Tensor:
-        return self.offsets[1:] - self.offsets[:-1]
+    def _packed(self) -> torch.Tensor:
+        return self.ids
 
-    @property
-    def batch_size(self) -> int:
-        return len(self.lengths_list)
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self.ids.shape[0])
-
-    @property
-    def max_len(self) -> int:
-        return max(self.lengths_list)
-
-    @property
-    def padding_ratio(self) -> float:
-        return padding_ratio(self.lengths_list)
-
-    @property
-    def device(self) -> torch.device:
-        return self.ids.device
-
-    # converters ----------------------------------------------------------------------------
-    def positions(self) -> torch.Tensor:
-        """``[T]`` position of every token inside its own sequence (restarting at 0 per sequence)."""
-        if "positions" not in self._cache:
-            starts = torch.repeat_interleave(self.offsets[:-1], self.lengths, output_size=self.num_tokens)
-            self._cache["positions"] = torch.arange(self.num_tokens, device=self.device) - starts
-        return self._cache["positions"]
-
-    def key_padding_mask(self) -> torch.Tensor:
-        """``[B, L]`` bool, True = pad, left-aligned."""
-        if "mask" not in self._cache:
-            pos = torch.arange(self.max_len, device=self.device)
-            self._cache["mask"] = pos[None, :] >= self.lengths[:, None]
-        return self._cache["mask"]
-
+    # converters (key_padding_mask, positions, unpad, to_list: `SeqLens`) ---------------------
     def attention_mask(self) -> torch.Tensor:
         """``[B, L]`` int64, 1 = real token (Hugging Face's convention)."""
         return (~self.key_padding_mask()).long()
@@ -109,14 +76,6 @@ class TokenBatch:
             ids[~self.key_padding_mask()] = self.ids
             self._cache["padded"] = ids
         return self._cache["padded"]
-
-    def unpad(self, padded: torch.Tensor) -> torch.Tensor:
-        """Packed ``[T, ...]`` valid positions of a ``[B, L, ...]`` output."""
-        return padded[~self.key_padding_mask()]
-
-    def to_list(self) -> list[torch.Tensor]:
-        """One ``[L_i]`` id tensor per sequence."""
-        return list(self.ids.split(self.lengths_list))
 
     def embedded(self, values: torch.Tensor) -> VarlenBatch:
         """The packed embeddings ``[T, d]`` of these tokens as a `VarlenBatch` (pads: seeded noise)."""

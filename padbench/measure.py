@@ -31,13 +31,17 @@ def synchronize(device) -> None:
 
 
 def time_fn(fn: Callable[[], object], device="cpu", *, min_run_time: float = 1.0,
-            max_run_time: float = 8.0) -> tuple[float, float]:
-    """(median seconds per call, relative spread = IQR / median). ``fn`` must synchronize itself."""
+            max_run_time: float = 8.0, slow_runs: int = 3) -> tuple[float, float]:
+    """(median seconds per call, relative spread = IQR / median). ``fn`` must synchronize itself.
+
+    A call of a third of ``max_run_time`` or more is slow: it is timed ``slow_runs`` times in all
+    (the epoch estimate times each batch once, as an epoch runs it).
+    """
     timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     first = timer.timeit(1)
     if first.median * 3 >= max_run_time:
-        # A slow case (seconds per batch): the median of three single runs, not minutes of samples.
-        m = tbench.Measurement.merge([first, timer.timeit(1), timer.timeit(1)])[0]
+        # A slow case (seconds per batch): the median of a few single runs, not minutes of samples.
+        m = tbench.Measurement.merge([first] + [timer.timeit(1) for _ in range(slow_runs - 1)])[0]
     else:
         m = timer.adaptive_autorange(threshold=0.05, min_run_time=min_run_time, max_run_time=max_run_time)
     return float(m.median), float(m.iqr / m.median) if m.median > 0 else 0.0

@@ -59,14 +59,27 @@ class Case:
     target_padding: float | None = None
     model: str = "spec"  # spec | MODULE:CALLABLE | hf:SOURCE
     hf_config: str = ""  # hf: models: key=value,... overrides of the config
+    lengths: tuple[int, ...] | None = None  # an explicit batch (an epoch's); `distribution` is then a label
+    row_len: int | None = None  # rowpacked: the row length (None: each batch's longest sequence)
 
     def validate(self) -> "Case":
         strategy_class(self.strategy)
-        check_distribution(self.distribution)
         if self.mode not in MODES:
             raise PadbenchError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
         check_device(self.device)
+        if self.lengths is not None:
+            return replace(self, max_len=self.max_len or max(self.lengths, default=1))
+        check_distribution(self.distribution)
         return replace(self, max_len=resolve_max_len(self.distribution, self.max_len))
+
+    def batch_lengths(self) -> tuple[int, ...]:
+        """The lengths of the case's batch: explicit, or drawn from its distribution and seed."""
+        if self.lengths is not None:
+            return self.lengths
+        return lengths_for(self.distribution, self.batch_size, self.max_len, self.seed, self.target_padding)
+
+    def strategy_options(self) -> dict:
+        return {"row_len": self.row_len} if self.row_len is not None else {}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -77,6 +90,8 @@ class Case:
     def from_dict(cls, d: dict) -> "Case":
         d = dict(d)
         d["spec"] = EncoderSpec(**d["spec"])
+        if d.get("lengths") is not None:
+            d["lengths"] = tuple(int(n) for n in d["lengths"])
         return cls(**d)
 
 
@@ -101,9 +116,8 @@ class Prepared:
     def __init__(self, case: Case):
         self.case = case
         self.model = model_for(case)
-        lengths = lengths_for(case.distribution, case.batch_size, case.max_len, case.seed, case.target_padding)
-        self.batch = self.model.batch(lengths, case.seed)
-        self.bound = self.model.bind(case.strategy)
+        self.batch = self.model.batch(case.batch_lengths(), case.seed)
+        self.bound = self.model.bind(case.strategy, **case.strategy_options())
         self.encoder, self.strategy = self.bound.module, self.bound.strategy
         self.training = case.mode == "training"
         self._loss_w = equivalence.loss_weights(self.batch)
@@ -208,7 +222,7 @@ def base_record(case: Case) -> dict:
         dtype=case.spec.as_dict()["dtype"], **describe(case).fields(),
     )
     rec["repro"] = record_command(case)  # the command that measures this case again
-    lengths = lengths_for(case.distribution, case.batch_size, case.max_len, case.seed, case.target_padding)
+    lengths = case.batch_lengths()
     rec["num_tokens"] = sum(lengths)
     rec["padding_ratio"] = padding_ratio(lengths)
     rec["padded_tokens"] = len(lengths) * max(lengths)

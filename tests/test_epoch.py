@@ -195,3 +195,85 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, extra, mess
     assert main(["epoch", "--lengths", str(path), "--no-progress", *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+USER_ENCODER = """
+import torch
+from torch import nn
+
+def build():
+    torch.manual_seed(3)
+    layer = nn.TransformerEncoderLayer(24, 3, 40, dropout=0.0, activation="relu", layer_norm_eps=1e-6,
+                                       batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+"""
+
+
+def _lengths_file(tmp_path, n=60, max_len=64, seed=5):
+    path = tmp_path / "lengths.txt"
+    lengths = sample_lengths("lognormal", n, max_len, seed)
+    path.write_text("\n".join(str(int(x)) for x in lengths) + "\n")
+    return path, lengths
+
+
+def test_epoch_runs_the_users_own_model(tmp_path, capsys):
+    """--model MODULE:CALLABLE: every pair runs (and is judged against) the user's encoder, not padbench's."""
+    module = tmp_path / "epoch_user_model.py"
+    module.write_text(USER_ENCODER)
+    path, _ = _lengths_file(tmp_path)
+    out = tmp_path / "user.pbepoch"
+    rc = main(["epoch", "--lengths", str(path), "--model", f"{module}:build", "--batch-size", "8",
+               "--policies", "random,rows,varlen", "--strategies", "padded,rowpacked,packed", "--sample", "3",
+               "--no-memory", "--no-progress", "--json", "--out", str(out)])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert len(rows) == 4
+    for r in rows:
+        assert r["status"] == "ok" and r["equivalent"] is True, r
+        assert r["model_kind"] == "user" and r["model_source"].endswith(":build")
+        assert (r["d_model"], r["nhead"], r["dim_feedforward"], r["num_layers"]) == (24, 3, 40, 2)
+        assert r["norm_first"] is True
+    assert json.loads(out.read_text())["config"]["model"] == f"{module}:build"
+
+
+def test_epoch_runs_a_hugging_face_encoder(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    path, _ = _lengths_file(tmp_path, n=40, max_len=48)
+    rc = main(["epoch", "--lengths", str(path), "--model", "hf:bert", "--hf-config",
+               "num_hidden_layers=1,hidden_size=32,num_attention_heads=2,intermediate_size=64", "--batch-size", "8",
+               "--policies", "random,varlen", "--strategies", "hf_sdpa,packed", "--sample", "3", "--no-memory",
+               "--no-progress", "--json"])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(r["policy"], r["strategy"]) for r in rows] == [("random", "hf_sdpa"), ("random", "packed"),
+                                                           ("varlen", "packed")]
+    for r in rows:
+        assert r["status"] == "ok" and r["equivalent"] is True, r
+        assert r["model_kind"] == "hf" and r["d_model"] == 32
+
+
+def test_a_pair_far_behind_stops_timing_early(monkeypatch):
+    """After CUTOFF_AFTER batches, a pair over CUTOFF x the shortest epoch stops; --measure-all never cuts."""
+    slow = {"padded": 1.0, "packed": 0.01}
+    monkeypatch.setattr(estimate, "time_batch", lambda run, batch, cfg: slow[run.strategy.name])
+    lengths = sample_lengths("lognormal", 400, 128, 4)
+    cfg = EpochConfig(spec=TINY, batch_size=8, max_tokens=8 * 100, row_len=128, memory=False, sample=10)
+    rows = measure_epochs(lengths, ["random"], ["padded", "packed"], cfg, progress=False)
+    by = {r["strategy"]: r for r in rows}
+    assert by["padded"]["status"] == "ok" and by["padded"]["measured_batches"] == estimate.CUTOFF_AFTER
+    assert "stopped" in by["padded"]["message"]
+    assert by["padded"]["epoch_s"] == pytest.approx(by["padded"]["steps"] * 1.0)
+    assert by["packed"]["measured_batches"] == 10 and by["packed"]["message"] == ""
+    uncut = measure_epochs(lengths, ["random"], ["padded", "packed"], EpochConfig(**{**cfg.__dict__, "cutoff": False}),
+                           progress=False)
+    assert [r["measured_batches"] for r in uncut] == [10, 10]
+
+
+def test_epoch_memory_probe_runs_an_explicit_batch():
+    """The epoch's largest batch goes through runner.peak_memory's fresh process as explicit lengths."""
+    from padbench.runner import Case, peak_memory
+
+    case = Case("rowpacked", "epoch:rows", spec=TINY, lengths=(30, 2, 17, 9), row_len=40)
+    assert Case.from_dict(json.loads(json.dumps(case.to_dict()))) == case
+    peak = peak_memory(case)
+    assert peak is None or peak > 0

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..epoch import EpochConfig, check_policies
+from ..epoch import check_policies
 from ..errors import PadbenchError
-from ..lengths import DISTRIBUTIONS, read_lengths_file, validate_lengths
+from ..lengths import DISTRIBUTIONS
 from ..recommend import DRAWS, TIME_BUDGET_S, advise, advise_epoch, epoch_text, resolve_lengths, text_output
-from ..runner import check_device
 from ..strategies import MODES
 from . import epoch as epoch_cli
 from .args import add_model_args, model_from_args, parse_strategies, positive_int, spec_from_args
 
-# `padbench epoch`'s options that `recommend --epoch` takes, with `padbench epoch`'s own definitions.
-EPOCH_OPTIONS = ("--policies", "--max-tokens", "--sample", "--measure-all")
+# `padbench epoch`'s own options (`epoch.add_epoch_options`), which only go with --epoch.
+EPOCH_OPTIONS = ("--policies", "--max-tokens", "--sample", "--measure-all", "--no-cutoff")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -51,19 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--current-policy", metavar="POLICY",
                        help="with --epoch: the policy your loader uses now (random, grouped, token_budget, rows, "
                             "varlen), to compare with")
-    add_epoch_options(group)
+    epoch_cli.add_epoch_options(group)
     p.set_defaults(func=cmd_recommend)
     return p
-
-
-def add_epoch_options(group) -> None:
-    """`EPOCH_OPTIONS` as `padbench epoch` defines them (its parser is the one definition)."""
-    scratch = argparse.ArgumentParser(add_help=False)
-    sub = scratch.add_subparsers()
-    epoch_cli.add_parser(sub)
-    actions = {opt: a for a in sub.choices["epoch"]._actions for opt in a.option_strings}
-    for opt in EPOCH_OPTIONS:
-        group._add_action(actions[opt])
 
 
 def cmd_recommend(args) -> int:
@@ -99,25 +88,17 @@ def cmd_recommend_epoch(args) -> int:
     if args.dist or not args.lengths:
         raise PadbenchError("--epoch needs your lengths as a file: --lengths FILE (one integer per line, or .npy)")
     refused = {"--from-results": args.from_results, "--draws": args.draws, "--quick": args.quick,
-               "--no-screen": args.no_screen, "--time-budget": args.time_budget != TIME_BUDGET_S,
-               "--model": args.model != "spec"}
+               "--no-screen": args.no_screen, "--time-budget": args.time_budget != TIME_BUDGET_S}
     for opt, value in refused.items():
         if value:
-            raise PadbenchError(f"{opt} does not go with --epoch (it measures whole epochs of padbench's encoder)")
-    lengths = read_lengths_file(args.lengths)
-    if args.max_len is not None:
-        validate_lengths(lengths, args.max_len)
+            raise PadbenchError(f"{opt} does not go with --epoch (it times whole epochs of your lengths)")
+    lengths = epoch_cli.read_epoch_lengths(args)
     policies = check_policies(args.policies)
     current = args.current_policy
     if current is not None and check_policies(current) != [current]:
         raise PadbenchError(f"--current-policy takes one policy, got {current!r}")
-    strategies = parse_strategies(args.strategies)
-    check_device(args.device)
-    spec = spec_from_args(args)
-    cfg = EpochConfig(device=args.device, mode=args.mode, spec=spec, seed=args.seed, batch_size=args.batch_size,
-                      max_tokens=args.max_tokens or epoch_cli.default_max_tokens(lengths, args.batch_size),
-                      row_len=args.max_len or int(lengths.max()), measure_all=args.measure_all, sample=args.sample,
-                      memory=not args.no_memory)
+    strategies = parse_strategies(args.strategies, args.model)
+    cfg = epoch_cli.epoch_config(args, lengths, args.mode)
     doc = advise_epoch(lengths, cfg, policies=policies, strategies=strategies, source=f"file:{args.lengths}",
                        current=current, progress=not args.no_progress)
     if args.json:

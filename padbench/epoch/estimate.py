@@ -1,45 +1,47 @@
 """How long one epoch takes, per (policy, strategy): timed batches, a fitted cost model, an interval.
 
-Three phases. Prepare every pair: check the strategy can run here, warm it up on a
-representative batch (the sampled batch of median work; `runner.warm_up`, which also proves the
-nested fast path) and check its equivalence there (`equivalence.check`, judged by
-`judge.judge`). Time the batches of every pair **round-robin** (one batch of each pair in
-turn), so that a machine whose load drifts over the run slows every pair alike and the ratios
-between rows stay fair; each pair times a stratified sample of its epoch (every batch with
-``measure_all``) with the one timer `measure.time_fn`. Finish: predict the untimed batches
-(`costmodel`) and probe the peak memory of the largest batch (`padbench.epoch.memprobe`, a
-fresh process on CPU, in process on CUDA, where the counter is exact). A Ctrl-C keeps what was
-timed: every unfinished pair's row is marked ``interrupted`` and estimated from its batches so far.
+Every pair runs as a `runner.Case` whose batch lengths are the epoch's (any ``--model``, the
+same step, warm-up, equivalence and memory probe as `padbench run`). Three phases. Prepare
+every pair: check the strategy can run here, warm it up on a representative batch (the sampled
+batch of median work; `runner.warm_up`, which also proves the nested fast path) and check its
+equivalence there (`equivalence.check`, judged by `judge.judge`). Time the batches of every
+pair **round-robin** (one batch of each pair in turn), so that a machine whose load drifts over
+the run slows every pair alike and the ratios between rows stay fair; each pair times a
+stratified sample of its epoch (every batch with ``measure_all``) with the one timer
+`measure.time_fn`. A pair whose epoch is clearly out of the race (after `CUTOFF_AFTER` batches,
+over `CUTOFF` times the shortest one's so far) stops timing early: its row keeps an estimate
+from what it timed, with the wider interval that gives, and says so. Finish: predict the
+untimed batches (`costmodel`) and probe the peak memory of the largest batch
+(`runner.peak_memory`). A Ctrl-C keeps what was timed: every unfinished pair's row is marked
+``interrupted`` and estimated from its batches so far.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from .. import equivalence, measure
-from ..batch import VarlenBatch
+from .. import equivalence, measure, models
 from ..errors import failure
 from ..judge import judge
 from ..model import EncoderSpec, dtype_name
-from ..runner import warm_up
-from ..strategies import strategy_class
+from ..runner import Case, Prepared, peak_memory, prepare, warm_up
 from . import costmodel
-from .batchrun import BatchRun, make_batch, make_strategy
 from .policies import Epoch, build_epoch, strategies_for
+
+CUTOFF = 4.0  # a pair over this many times the shortest epoch so far stops timing early...
+CUTOFF_AFTER = 3  # ...once it has timed this many batches (never with measure_all)
 
 
 @dataclass(frozen=True)
 class EpochConfig:
     device: str = "cpu"
     mode: str = "inference"
-    spec: EncoderSpec = EncoderSpec()
+    spec: EncoderSpec = EncoderSpec()  # a spec model's sizes; every model's dtype
+    model: str = "spec"  # spec | MODULE:CALLABLE | hf:SOURCE, as `runner.Case`
+    hf_config: str = ""
     seed: int = 0
     batch_size: int = 32
     max_tokens: int = 8192
@@ -47,13 +49,15 @@ class EpochConfig:
     measure_all: bool = False
     sample: int | None = None  # batches timed per pair (None: costmodel.sample_size)
     memory: bool = True
-    min_run_time: float = 0.1
-    max_run_time: float = 0.5
+    cutoff: bool = True  # stop timing a pair that is out of the race (see CUTOFF)
+    # A batch of 50 ms or more is timed once, as the epoch runs it; a faster one by a short loop.
+    min_run_time: float = 0.05
+    max_run_time: float = 0.15
 
 
 def base_row(epoch: Epoch, strategy: str, cfg: EpochConfig) -> dict:
     return {
-        "policy": epoch.policy, "strategy": strategy, "status": "error", "message": "",
+        "policy": epoch.policy, "strategy": strategy, "status": "pending", "message": "",
         "steps": len(epoch.batches), "sequences": int(sum(len(b.lengths) for b in epoch.batches)),
         "real_tokens": epoch.real_tokens, "padded_tokens": epoch.padded_tokens,
         "padding_fraction": epoch.padding_fraction, "shape": epoch.shape, "shuffled": epoch.shuffled,
@@ -63,6 +67,7 @@ def base_row(epoch: Epoch, strategy: str, cfg: EpochConfig) -> dict:
         "pad_invariant": None, "nan_free": None, "prepare_s": None, "fastpath_taken": None,
         "device": cfg.device, "mode": cfg.mode, "dtype": dtype_name(cfg.spec.dtype), "batch_size": cfg.batch_size,
         "max_tokens": cfg.max_tokens, "row_len": cfg.row_len,
+        **models.describe(cfg.model, cfg.hf_config, cfg.spec, cfg.seed).fields(),  # whose epoch this is
     }
 
 
@@ -76,8 +81,9 @@ class Pair:
     x: np.ndarray  # cost-model features of every batch
     sample: np.ndarray  # the default stratified sample
     timed: np.ndarray  # the batches to time, in the order they are timed
-    run: BatchRun | None = None
+    run: Prepared | None = None
     measured: dict = field(default_factory=dict)
+    cut: bool = False  # stopped timing early: out of the race
 
 
 def plan(epoch: Epoch, name: str, cfg: EpochConfig) -> Pair:
@@ -89,21 +95,30 @@ def plan(epoch: Epoch, name: str, cfg: EpochConfig) -> Pair:
     return Pair(epoch, name, base_row(epoch, name, cfg), x, sample, timed)
 
 
-def representative(pair: Pair, cfg: EpochConfig) -> VarlenBatch:
+def case_for(pair: Pair, cfg: EpochConfig, index: int) -> Case:
+    """The `runner.Case` of batch ``index`` of the pair's epoch."""
+    lengths = tuple(int(n) for n in pair.epoch.batches[index].lengths)
+    return Case(strategy=pair.name, distribution=f"epoch:{pair.epoch.policy}", device=cfg.device, mode=cfg.mode,
+                batch_size=len(lengths), spec=cfg.spec, seed=cfg.seed, model=cfg.model, hf_config=cfg.hf_config,
+                lengths=lengths, row_len=pair.epoch.row_len if pair.epoch.shape == "rows" else None)
+
+
+def representative(pair: Pair) -> int:
     """The sampled batch of median work: the one equivalence is checked and warm-up runs on."""
     x, sample = pair.x, pair.sample
     work = x[sample, 3] / max(float(x[:, 3].mean()), 1.0) + x[sample, 5] / max(float(x[:, 5].mean()), 1.0)
-    i = int(sample[np.argsort(work, kind="stable")[len(sample) // 2]])
-    return make_batch(pair.epoch.batches[i].lengths, cfg.spec, cfg.device, cfg.seed + i)
+    return int(sample[np.argsort(work, kind="stable")[len(sample) // 2]])
 
 
-def prepare_pair(pair: Pair, cfg: EpochConfig, encoder, reference_batch: VarlenBatch) -> None:
-    """Support, warm-up and equivalence; a failure is recorded in the row (``run`` stays None)."""
+def prepare_pair(pair: Pair, cfg: EpochConfig) -> None:
+    """Support, warm-up and equivalence; a failure is recorded in the row (``run`` stays None).
+
+    The pairs of one policy share the representative batch (the same cached batch object), so
+    its float64 reference is computed once.
+    """
     row = pair.row
     try:
-        strategy_class(pair.name).check(cfg.device, cfg.mode, cfg.spec.dtype)
-        strategy = make_strategy(pair.name, encoder, pair.epoch.row_len if pair.epoch.shape == "rows" else None)
-        run = BatchRun(cfg.mode, cfg.device, encoder, strategy, reference_batch)
+        run = prepare(case_for(pair, cfg, representative(pair)))
         warm = warm_up(run)
         row["prepare_s"], row["fastpath_taken"] = warm["prepare_s"], warm.get("fastpath_taken")
         eq = equivalence.check(run)
@@ -116,23 +131,41 @@ def prepare_pair(pair: Pair, cfg: EpochConfig, encoder, reference_batch: VarlenB
         row.update(failure(exc))
 
 
-def time_batch(run: BatchRun, batch: VarlenBatch, cfg: EpochConfig) -> float:
-    """Seconds one batch takes: the median of `measure.time_fn`'s short adaptive loop."""
+def time_batch(run: Prepared, batch, cfg: EpochConfig) -> float:
+    """Seconds one batch takes: one run if it is slow, else the median of a short loop (`measure.time_fn`)."""
     return measure.time_fn(lambda: run.run(batch), cfg.device, min_run_time=cfg.min_run_time,
-                           max_run_time=cfg.max_run_time)[0]
+                           max_run_time=cfg.max_run_time, slow_runs=1)[0]
+
+
+def quick_epoch_s(pair: Pair) -> float:
+    """The epoch at the mean time of the batches timed so far (they are a random order of a
+    stratified sample): rough, but enough to tell a pair several times slower than another."""
+    return float(np.mean(list(pair.measured.values()))) * len(pair.x)
+
+
+def cut_losers(live: list[Pair], cfg: EpochConfig) -> None:
+    """Stop timing the pairs whose epoch is over `CUTOFF` times the shortest so far."""
+    ready = [p for p in live if p.run is not None and len(p.measured) >= CUTOFF_AFTER]
+    if not cfg.cutoff or cfg.measure_all or len(ready) < 2:
+        return
+    best = min(quick_epoch_s(p) for p in ready)
+    for p in ready:
+        if quick_epoch_s(p) > CUTOFF * best and len(p.measured) < len(p.timed):
+            p.cut = True
+            p.timed = p.timed[: len(p.measured)]
 
 
 def time_round_robin(pairs: list[Pair], cfg: EpochConfig, progress=None) -> None:
     """Time every runnable pair's batches, one batch of each pair in turn."""
     live = [p for p in pairs if p.run is not None]
-    for k in range(max((len(p.timed) for p in live), default=0)):
+    k = 0
+    while any(k < len(p.timed) and p.run is not None for p in live):
         for p in live:
             if k >= len(p.timed) or p.run is None:
                 continue
             i = int(p.timed[k])
-            batch = make_batch(p.epoch.batches[i].lengths, cfg.spec, cfg.device, cfg.seed + i)
             try:
-                p.measured[i] = time_batch(p.run, batch, cfg)
+                p.measured[i] = time_batch(p.run, p.run.model.batch(case_for(p, cfg, i).lengths, cfg.seed + i), cfg)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # this pair stops; the others go on
@@ -141,6 +174,12 @@ def time_round_robin(pairs: list[Pair], cfg: EpochConfig, progress=None) -> None
             if progress is not None:
                 progress.set_description(f"{p.epoch.policy} {p.name}")
                 progress.update(1)
+        k += 1
+        before = sum(len(p.timed) for p in live)
+        cut_losers(live, cfg)
+        if progress is not None and sum(len(p.timed) for p in live) < before:
+            progress.total -= before - sum(len(p.timed) for p in live)
+            progress.refresh()
 
 
 def fill_estimate(pair: Pair, cfg: EpochConfig) -> None:
@@ -150,6 +189,9 @@ def fill_estimate(pair: Pair, cfg: EpochConfig) -> None:
     row["measured_batches"] = len(measured)
     row["epoch_s"], row["epoch_s_low"], row["epoch_s_high"] = costmodel.estimate(pair.x, measured, seed=cfg.seed)
     row["tokens_per_s"] = row["real_tokens"] / row["epoch_s"] if row["epoch_s"] else None
+    if pair.cut:
+        row["message"] = (f"timed {len(measured)} batches, then stopped: its epoch is over {CUTOFF:g}x the "
+                          f"shortest one's (--no-cutoff times its whole sample)")
     if cfg.measure_all and len(measured) == len(pair.x):
         # What the default sample alone would have estimated, from the same timings.
         part = {int(i): measured[int(i)] for i in pair.sample}
@@ -162,35 +204,13 @@ def finish_pair(pair: Pair, cfg: EpochConfig) -> None:
     try:
         fill_estimate(pair, cfg)
         if cfg.memory:
-            pair.row["peak_mem_bytes"] = peak_memory(pair, cfg)
+            largest = int(np.lexsort((pair.x[:, 5], pair.x[:, 3]))[-1])  # most padded tokens, then attention
+            pair.row["peak_mem_bytes"] = peak_memory(case_for(pair, cfg, largest))
         pair.row["status"] = "ok"
     except KeyboardInterrupt:
         raise
     except Exception as exc:
         pair.row.update(failure(exc))
-
-
-def peak_memory(pair: Pair, cfg: EpochConfig, *, timeout: float = 600.0) -> int | None:
-    """Peak memory of the epoch's largest batch (most padded tokens, then most attention work)
-    above what was resident before it: `runner.peak_memory`'s rule, on explicit lengths."""
-    index = int(np.lexsort((pair.x[:, 5], pair.x[:, 3]))[-1])
-    epoch = pair.epoch
-    job = {"strategy": pair.name, "device": cfg.device, "mode": cfg.mode, "spec": cfg.spec.as_dict(), "seed": cfg.seed,
-           "lengths": [int(n) for n in epoch.batches[index].lengths], "batch_seed": cfg.seed + index,
-           "row_len": epoch.row_len if epoch.shape == "rows" else None}
-    if cfg.device == "cuda":
-        from .memprobe import probe
-
-        return probe(job, warm=True)
-    if not measure.cpu_peak_supported():
-        return None
-    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
-    proc = subprocess.run([sys.executable, "-m", "padbench.epoch.memprobe", json.dumps(job)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"memory probe failed: {tail}")
-    return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_mem_bytes"])
 
 
 def measure_epochs(lengths, policies, strategies, cfg: EpochConfig, *, progress: bool = True,
@@ -199,7 +219,6 @@ def measure_epochs(lengths, policies, strategies, cfg: EpochConfig, *, progress:
     unfinished pairs are marked ``interrupted``, with what they had timed."""
     from tqdm import tqdm
 
-    encoder = cfg.spec.build(cfg.seed, cfg.device)
     epochs = [build_epoch(p, lengths, batch_size=cfg.batch_size, max_tokens=cfg.max_tokens, row_len=cfg.row_len,
                           seed=cfg.seed) for p in policies]
     pairs = [plan(e, s, cfg) for e in epochs for s in strategies_for(e.policy, strategies)]
@@ -207,11 +226,8 @@ def measure_epochs(lengths, policies, strategies, cfg: EpochConfig, *, progress:
     finished: set[int] = set()
     bar = None
     try:
-        reference: dict[str, VarlenBatch] = {}
         for p in tqdm(pairs, desc="warm-up and equivalence", unit="pair", file=sys.stderr, disable=not progress):
-            # One representative batch per policy: its float64 reference is computed once.
-            ref = reference.setdefault(p.epoch.policy, representative(p, cfg))
-            prepare_pair(p, cfg, encoder, ref)
+            prepare_pair(p, cfg)
             if p.run is None:
                 finished.add(id(p))
         bar = tqdm(total=sum(len(p.timed) for p in pairs if p.run is not None), unit="batch", file=sys.stderr,

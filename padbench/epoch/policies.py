@@ -39,10 +39,11 @@ MEGA_BATCH_FACTOR = 50  # Hugging Face's LengthGroupedSampler: mega-batches of u
 SHAPE = {"random": "padded", "grouped": "padded", "token_budget": "padded", "rows": "rows", "varlen": "varlen"}
 
 # Strategies that run each shape. A padded batch can go to any strategy that takes a padded
-# batch or unpads it itself (the padding is the loader's; whether compute is spent on it is the
-# strategy's); rows only to `rowpacked`; a varlen stream only to strategies built on packed tokens.
+# batch or unpads it itself (and an hf: model's own padded call): the padding is the loader's,
+# whether compute is spent on it is the strategy's. Rows go only to `rowpacked`; a varlen
+# stream only to strategies built on packed tokens.
 RUNS = {
-    "padded": ("padded", "bucketed", "nested_fastpath", "jagged", "loop", "packed"),
+    "padded": ("padded", "bucketed", "nested_fastpath", "jagged", "loop", "packed", "hf_sdpa", "hf_eager"),
     "rows": ("rowpacked",),
     "varlen": ("packed", "flex", "varlen_attn"),
 }

@@ -96,8 +96,9 @@ class Model:
     def __init__(self, description: Description, device: str, dtype: torch.dtype):
         self.description, self.device, self.dtype = description, device, dtype
 
-    def bind(self, strategy: str) -> Bound:  # pragma: no cover - interface
-        """``strategy`` on this model; UnsupportedError (with the reason) where it cannot compute it exactly."""
+    def bind(self, strategy: str, **options) -> Bound:  # pragma: no cover - interface
+        """``strategy`` (built with ``options``, e.g. rowpacked's ``row_len``) on this model;
+        UnsupportedError (with the reason) where it cannot compute it exactly."""
         raise NotImplementedError
 
     def batch(self, lengths: tuple, seed: int):  # pragma: no cover - interface
@@ -138,11 +139,11 @@ class EncoderModel(Model):
         self.encoder = encoder
         self._reference = reference
 
-    def bind(self, strategy: str) -> Bound:
+    def bind(self, strategy: str, **options) -> Bound:
         from ..strategies import strategy_class
 
         # A strategy that runs something other than an nn.TransformerEncoder refuses it, saying why.
-        return Bound(self.encoder, strategy_class(strategy)(self.encoder))
+        return Bound(self.encoder, strategy_class(strategy)(self.encoder, **options))
 
     def batch(self, lengths: tuple, seed: int) -> VarlenBatch:
         return encoder_batch(tuple(lengths), self.description.shape.d_model, self.dtype, self.device, seed)

@@ -132,6 +132,9 @@ def _function(source: str, hf_config: str, seed: int) -> HFFunction:
     return convert(model, family)
 
 
+BATCH_CACHE = 32
+
+
 class HFModel(Model):
     """An HF encoder at one (device, dtype): its own copies for `hf_*` strategies, `HFFunction` for the rest."""
 
@@ -148,15 +151,15 @@ class HFModel(Model):
             self._copies[name] = zero_dropout(copy_to(self._source, self.device, self.dtype))
         return self._copies[name]
 
-    def bind(self, strategy: str) -> Bound:
+    def bind(self, strategy: str, **options) -> Bound:
         from ..strategies import strategy_class
 
         cls = strategy_class(strategy)
         if cls.runs == "hf":
             module = self.hf_copy(strategy)
-            return Bound(module, cls(module), rename=self.function.from_hf_grads)
+            return Bound(module, cls(module, **options), rename=self.function.from_hf_grads)
         fn = self.function
-        return Bound(fn, cls(fn.encoder), embed=fn.embed)
+        return Bound(fn, cls(fn.encoder, **options), embed=fn.embed)
 
     def batch(self, lengths: tuple, seed: int) -> TokenBatch:
         key = (tuple(lengths), seed)
@@ -170,6 +173,8 @@ class HFModel(Model):
                                                          d_model=self.description.shape.d_model, seed=seed,
                                                          dtype=self.dtype, device=self.device,
                                                          avoid_id=cfg.pad_token_id)
+            while len(self._batches) > BATCH_CACHE:  # an epoch's many batches: keep the recent ones
+                self._batches.pop(next(iter(self._batches)))
         return self._batches[key]
 
     def reference_module(self) -> nn.Module:

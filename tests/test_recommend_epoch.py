@@ -285,6 +285,21 @@ def test_epoch_options_need_epoch_and_are_padbench_epochs(capsys, lens_file):
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices
-    for opt in ("--policies", "--max-tokens", "--sample", "--measure-all"):
+    for opt in ("--policies", "--max-tokens", "--sample", "--measure-all", "--no-cutoff"):
         rec, ep = ({o: a for a in sub[c]._actions for o in a.option_strings}[opt] for c in ("recommend", "epoch"))
         assert (rec.help, rec.default, rec.type) == (ep.help, ep.default, ep.type)
+
+
+def test_cli_epoch_on_a_hugging_face_model_gives_its_own_snippet(capsys, lens_file):
+    pytest.importorskip("transformers")
+    code = main(["recommend", "--epoch", "--lengths", str(lens_file), "--model", "hf:bert", "--hf-config",
+                 "num_hidden_layers=1,hidden_size=32,num_attention_heads=2,intermediate_size=64", "--batch-size", "8",
+                 "--policies", "varlen", "--strategies", "packed,hf_sdpa", "--sample", "3", "--no-memory",
+                 "--no-progress", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    assert all(r["model_kind"] == "hf" and r["status"] == "ok" and r["equivalent"] for r in doc["rows"])
+    assert {(r["policy"], r["strategy"]) for r in doc["rows"]} >= {("random", "hf_sdpa"), ("varlen", "packed")}
+    chosen = doc["recommended"]["strategy"]
+    assert ("packed_forward(model, seqs" in doc["snippets"]["model"]) == (chosen not in ("hf_sdpa", "hf_eager"))

@@ -7,6 +7,7 @@ from ..epoch.loaders import loader_snippet
 from ..epoch.policies import SHAPE
 from ..epoch.table import BASELINE
 from ..judge import number
+from ..models import describe
 from ..results import json_safe
 from .epoch import overlap
 from .snippets import epoch_model_snippet
@@ -124,7 +125,8 @@ def epoch_document(rows: list[dict], choice: dict, *, cfg: EpochConfig, policies
         doc["snippets"] = {
             "loader": loader_snippet(chosen["policy"], batch_size=cfg.batch_size, max_tokens=cfg.max_tokens,
                                      row_len=cfg.row_len, seed=cfg.seed),
-            "model": epoch_model_snippet(shape or SHAPE[chosen["policy"]], chosen["strategy"], cfg.mode),
+            "model": epoch_model_snippet(shape or SHAPE[chosen["policy"]], chosen["strategy"], cfg.mode,
+                                         describe(cfg.model, cfg.hf_config, cfg.spec, cfg.seed).fields()),
         }
     return json_safe(doc)
 

@@ -158,9 +158,16 @@ def snippet(strategy: str, mode: str = "inference") -> str:
     return text
 
 
-def epoch_model_snippet(shape: str, strategy: str, mode: str = "inference") -> str:
+def epoch_model_snippet(shape: str, strategy: str, mode: str = "inference", model: dict | None = None) -> str:
     """The model side of a (policy, strategy) pair, given what a batch of the policy's loader is:
-    ``x, mask`` (shape ``padded``), ``x, segment, position`` (``rows``) or ``tokens, cu_seqlens`` (``varlen``)."""
+    ``x, mask`` (shape ``padded``), ``x, segment, position`` (``rows``) or ``tokens, cu_seqlens`` (``varlen``).
+
+    A Hugging Face model takes token ids: its snippet is `model_snippet`'s, on the batch's sequences."""
+    if (model or {}).get("model_kind") == "hf":
+        lead = "" if shape == "padded" else (
+            f"# a {shape} batch of token ids: pad its sequences into input_ids / attention_mask, or pass them as "
+            "the list `seqs` below\n")
+        return lead + model_snippet(strategy, mode, model)
     if shape == "padded":
         return snippet(strategy, mode)
     text = EPOCH_ROWS if shape == "rows" else EPOCH_VARLEN.format(strategy=strategy)

@@ -253,20 +253,23 @@ def test_epoch_runs_a_hugging_face_encoder(tmp_path, capsys):
 
 
 def test_a_pair_far_behind_stops_timing_early(monkeypatch):
-    """After CUTOFF_AFTER batches, a pair over CUTOFF x the shortest epoch stops; --measure-all never cuts."""
-    slow = {"padded": 1.0, "packed": 0.01}
+    """After CUTOFF_AFTER batches, a pair over CUTOFF x the shortest epoch whose remaining sample
+    would take over CUTOFF_REMAINING_S stops; a cheap one far behind is timed in full; --measure-all
+    and --no-cutoff never cut."""
+    slow = {"padded": 10.0, "bucketed": 1.0, "packed": 0.01}
     monkeypatch.setattr(estimate, "time_batch", lambda run, batch, cfg: slow[run.strategy.name])
     lengths = sample_lengths("lognormal", 400, 128, 4)
     cfg = EpochConfig(spec=TINY, batch_size=8, max_tokens=8 * 100, row_len=128, memory=False, sample=10)
-    rows = measure_epochs(lengths, ["random"], ["padded", "packed"], cfg, progress=False)
-    by = {r["strategy"]: r for r in rows}
+    names = ["padded", "bucketed", "packed"]
+    by = {r["strategy"]: r for r in measure_epochs(lengths, ["random"], names, cfg, progress=False)}
     assert by["padded"]["status"] == "ok" and by["padded"]["measured_batches"] == estimate.CUTOFF_AFTER
     assert "stopped" in by["padded"]["message"]
-    assert by["padded"]["epoch_s"] == pytest.approx(by["padded"]["steps"] * 1.0)
-    assert by["packed"]["measured_batches"] == 10 and by["packed"]["message"] == ""
-    uncut = measure_epochs(lengths, ["random"], ["padded", "packed"], EpochConfig(**{**cfg.__dict__, "cutoff": False}),
+    assert by["padded"]["epoch_s"] == pytest.approx(by["padded"]["steps"] * 10.0)
+    for name in ("bucketed", "packed"):  # 7 more batches of bucketed: 7 s, under CUTOFF_REMAINING_S
+        assert by[name]["measured_batches"] == 10 and by[name]["message"] == ""
+    uncut = measure_epochs(lengths, ["random"], names, EpochConfig(**{**cfg.__dict__, "cutoff": False}),
                            progress=False)
-    assert [r["measured_batches"] for r in uncut] == [10, 10]
+    assert [r["measured_batches"] for r in uncut] == [10, 10, 10]
 
 
 def test_epoch_memory_probe_runs_an_explicit_batch():

@@ -8,9 +8,10 @@ equivalence there (`equivalence.check`, judged by `judge.judge`). Time the batch
 pair **round-robin** (one batch of each pair in turn), so that a machine whose load drifts over
 the run slows every pair alike and the ratios between rows stay fair; each pair times a
 stratified sample of its epoch (every batch with ``measure_all``) with the one timer
-`measure.time_fn`. A pair whose epoch is clearly out of the race (after `CUTOFF_AFTER` batches,
-over `CUTOFF` times the shortest one's so far) stops timing early: its row keeps an estimate
-from what it timed, with the wider interval that gives, and says so. Finish: predict the
+`measure.time_fn`. A pair that is slow to time and clearly out of the race (after
+`CUTOFF_AFTER` batches, its epoch over `CUTOFF` times the shortest one's so far and the rest of
+its sample over `CUTOFF_REMAINING_S`) stops timing early: its row keeps an estimate from what it
+timed, with the wider interval that gives, and says so. Finish: predict the
 untimed batches (`costmodel`) and probe the peak memory of the largest batch
 (`runner.peak_memory`). A Ctrl-C keeps what was timed: every unfinished pair's row is marked
 ``interrupted`` and estimated from its batches so far.
@@ -32,7 +33,8 @@ from . import costmodel
 from .policies import Epoch, build_epoch, strategies_for
 
 CUTOFF = 4.0  # a pair over this many times the shortest epoch so far stops timing early...
-CUTOFF_AFTER = 3  # ...once it has timed this many batches (never with measure_all)
+CUTOFF_AFTER = 3  # ...once it has timed this many batches (never with measure_all)...
+CUTOFF_REMAINING_S = 30.0  # ...if the rest of its sample would take longer than this
 
 
 @dataclass(frozen=True)
@@ -143,14 +145,21 @@ def quick_epoch_s(pair: Pair) -> float:
     return float(np.mean(list(pair.measured.values()))) * len(pair.x)
 
 
+def remaining_s(pair: Pair) -> float:
+    """Seconds the rest of the pair's sample would take, at the mean of its batches so far."""
+    return float(np.mean(list(pair.measured.values()))) * (len(pair.timed) - len(pair.measured))
+
+
 def cut_losers(live: list[Pair], cfg: EpochConfig) -> None:
-    """Stop timing the pairs whose epoch is over `CUTOFF` times the shortest so far."""
+    """Stop timing the pairs whose epoch is over `CUTOFF` times the shortest so far and whose
+    remaining sample would cost more than `CUTOFF_REMAINING_S`: a cheap pair (the baseline
+    among them) is always timed in full, since its estimate is what the others are compared to."""
     ready = [p for p in live if p.run is not None and len(p.measured) >= CUTOFF_AFTER]
     if not cfg.cutoff or cfg.measure_all or len(ready) < 2:
         return
     best = min(quick_epoch_s(p) for p in ready)
     for p in ready:
-        if quick_epoch_s(p) > CUTOFF * best and len(p.measured) < len(p.timed):
+        if quick_epoch_s(p) > CUTOFF * best and remaining_s(p) > CUTOFF_REMAINING_S:
             p.cut = True
             p.timed = p.timed[: len(p.measured)]
 

@@ -202,7 +202,7 @@ def test_choose_shortest_equivalent_epoch_and_says_what_was_excluded():
 
 
 def test_choose_on_the_committed_partial_lognormal_run():
-    doc = json.loads((REPO / "results" / "epoch" / "lognormal-cpu-partial.pbepoch").read_text())
+    doc = json.loads((REPO / "tests" / "data" / "lognormal-cpu-partial.pbepoch").read_text())
     c = choose(doc["rows"], current="grouped")
     best = min((r for r in doc["rows"] if r["status"] == "ok" and r["equivalent"]), key=lambda r: r["epoch_s"])
     assert (c["chosen"]["policy"], c["chosen"]["strategy"]) == (best["policy"], best["strategy"])

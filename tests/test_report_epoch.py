@@ -140,7 +140,7 @@ def test_interrupted_and_missing_pairs_are_shown_as_such(epoch_doc, tmp_path):
 def test_report_with_runs_and_epochs_and_the_committed_partial_file(epoch_doc, tmp_path):
     res = tmp_path / "results"
     shutil.copytree(epoch_doc.parents[1], res)
-    shutil.copy(REPO / "results" / "epoch" / "lognormal-cpu-partial.pbepoch", res / "epoch")
+    shutil.copy(REPO / "tests" / "data" / "lognormal-cpu-partial.pbepoch", res / "epoch")
     runs = sorted((REPO / "results" / "padbench").glob("*.pbjson"))
     if runs:
         shutil.copy(runs[-1], res)

@@ -331,3 +331,55 @@ def test_hf_snippet_runs_and_matches_the_models_own_call(bert_dir, strategy):
     got = scope["outs"] if "outs" in scope else [scope["out"][i, :n] for i, n in enumerate(lengths)]
     for i, n in enumerate(lengths):
         assert _norm_err(got[i], want[i, :n].double()) < 1e-5
+
+
+def test_hf_padfree_says_why_it_cannot_run_here():
+    """transformers' padding-free path is FlashAttention-2: CUDA, flash-attn, half precision."""
+    pytest.importorskip("transformers")
+    from padbench.strategies import names, strategy_class
+
+    cls = strategy_class("hf_padfree")
+    assert "hf_padfree" in names("hf") and "hf_padfree" not in names()
+    assert "FlashAttention-2, a CUDA kernel" in cls.unsupported_reason("cpu", "inference", torch.float32)
+    assert "float16 or bfloat16" in cls.unsupported_reason("cuda", "inference", torch.float32)
+    rec = measure_case(Case("hf_padfree", "uniform", batch_size=2, max_len=8, model="hf:bert",
+                            hf_config="num_hidden_layers=1,hidden_size=16,num_attention_heads=2,intermediate_size=24"),
+                       memory=False)
+    assert rec["status"] == "unsupported" and "CUDA kernel" in rec["message"], rec["message"]
+    assert "hf:SOURCE" in cls.module_reason(torch.nn.Linear(2, 2))
+
+
+def test_hf_padfree_packed_position_ids_need_flash_attention():
+    """Why padbench does not offer the padding-free call on SDPA or eager: without FlashAttention the
+    restarting position_ids do not separate the sequences (tokens attend across them)."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    torch.manual_seed(0)
+    model = transformers.BertModel(cfg).eval()
+    a, b = torch.randint(5, 1000, (7,)), torch.randint(5, 1000, (5,))
+    pos = torch.tensor([list(range(7)) + list(range(5))])
+    with torch.no_grad():
+        ref = torch.cat([model(input_ids=s[None]).last_hidden_state[0] for s in (a, b)])
+        for impl in ("sdpa", "eager"):
+            model.set_attn_implementation(impl)
+            out = model(input_ids=torch.cat([a, b])[None], position_ids=pos).last_hidden_state[0]
+            assert float((out - ref).abs().max()) > 1e-4, impl
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("source", ["bert", "roberta"])
+def test_hf_padfree_on_cuda_matches_the_model(source):
+    """Where flash-attn is installed: transformers' padding-free call computes the model's function."""
+    pytest.importorskip("transformers")
+    from padbench.strategies.hf_padfree import flash_attn_missing
+
+    if flash_attn_missing():
+        pytest.skip(flash_attn_missing())
+    from padbench.model import EncoderSpec
+
+    rec = measure_case(Case("hf_padfree", "lognormal", device="cuda", batch_size=6, max_len=64, model=f"hf:{source}",
+                            hf_config="num_hidden_layers=1,hidden_size=64,num_attention_heads=2,intermediate_size=128",
+                            spec=EncoderSpec(dtype=torch.bfloat16)), min_run_time=0.01, max_run_time=0.05,
+                       memory=False)
+    assert rec["status"] == "ok" and judge.equivalent(rec), (judge.judge(rec), rec["message"])

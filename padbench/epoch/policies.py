@@ -45,7 +45,7 @@ SHAPE = {"random": "padded", "grouped": "padded", "token_budget": "padded", "row
 RUNS = {
     "padded": ("padded", "bucketed", "nested_fastpath", "jagged", "loop", "packed", "hf_sdpa", "hf_eager"),
     "rows": ("rowpacked",),
-    "varlen": ("packed", "flex", "varlen_attn"),
+    "varlen": ("packed", "flex", "varlen_attn", "hf_padfree"),
 }
 
 # How much of the order stays random from epoch to epoch.

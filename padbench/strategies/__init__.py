@@ -9,6 +9,7 @@ starts (isolated workers, memory probes) as well, since those read the same vari
 from . import padded, bucketed, nested_fastpath, jagged, loop, packed, rowpacked  # noqa: F401,I001  (register, in order)
 from . import flex, varlen_attn  # noqa: F401,I001
 from . import hf_padded  # noqa: F401,I001  (a Hugging Face model's own call: hf: models only)
+from . import hf_padfree  # noqa: F401,I001  (transformers' padding-free call: hf: models, CUDA + flash-attn)
 from .base import DEVICES, MODES, Strategy, get, names, register, strategy_class
 
 __all__ = ["DEVICES", "MODES", "Strategy", "get", "names", "register", "strategy_class"]

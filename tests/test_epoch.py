@@ -280,3 +280,26 @@ def test_epoch_memory_probe_runs_an_explicit_batch():
     assert Case.from_dict(json.loads(json.dumps(case.to_dict()))) == case
     peak = peak_memory(case)
     assert peak is None or peak > 0
+
+
+def test_a_run_killed_mid_timing_has_written_what_it_timed(monkeypatch):
+    """Rows are handed to ``on_row`` after every round of timing: a process killed mid-run (here a
+    SystemExit, which nothing in padbench catches) leaves pending rows with their batches so far."""
+    calls = []
+
+    def dies(run, batch, cfg):
+        calls.append(1)
+        if len(calls) == 7:  # 2 pairs: 3 rounds, then death in the 4th
+            raise SystemExit(9)
+        return 0.01
+
+    monkeypatch.setattr(estimate, "time_batch", dies)
+    saved = []
+    cfg = EpochConfig(spec=TINY, batch_size=8, max_tokens=8 * 64, row_len=64, memory=False, sample=5)
+    with pytest.raises(SystemExit):
+        measure_epochs(sample_lengths("uniform", 120, 64, 3), ["random"], ["padded", "packed"], cfg, progress=False,
+                       on_row=lambda rows: saved.append([dict(r) for r in rows]))
+    last = saved[-1]
+    assert [(r["strategy"], r["status"], r["measured_batches"]) for r in last] == [("padded", "pending", 3),
+                                                                                  ("packed", "pending", 3)]
+    assert all(r["epoch_s"] == pytest.approx(0.01 * r["steps"]) for r in last)

@@ -76,10 +76,12 @@ def fit(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     return coef / scale
 
 
-def estimate(x: np.ndarray, measured: dict[int, float], *, seed: int = 0) -> tuple[float, float, float]:
+def estimate(x: np.ndarray, measured: dict[int, float], *, seed: int = 0,
+             bootstrap: int = BOOTSTRAP) -> tuple[float, float, float]:
     """(epoch seconds, low, high): measured batches as timed, the others predicted.
 
     With every batch measured there is nothing to predict: low = high = the measured sum.
+    ``bootstrap=0``: the point estimate only (low and high are None).
     """
     idx = np.asarray(sorted(measured), dtype=np.int64)
     t = np.asarray([measured[i] for i in idx])
@@ -89,9 +91,11 @@ def estimate(x: np.ndarray, measured: dict[int, float], *, seed: int = 0) -> tup
         return total_measured, total_measured, total_measured
     coef = fit(x[idx], t)
     point = total_measured + float(np.clip(x[rest] @ coef, 0, None).sum())
+    if not bootstrap:
+        return point, None, None
     rng = np.random.default_rng(seed)
-    totals = np.empty(BOOTSTRAP)
-    for b in range(BOOTSTRAP):
+    totals = np.empty(bootstrap)
+    for b in range(bootstrap):
         pick = rng.integers(0, len(idx), len(idx))
         c = fit(x[idx[pick]], t[pick])
         residuals = t[pick] - x[idx[pick]] @ c

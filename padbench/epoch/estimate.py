@@ -174,8 +174,8 @@ def cut_losers(live: list[Pair], cfg: EpochConfig) -> None:
             p.timed = p.timed[: len(p.measured)]
 
 
-def time_round_robin(pairs: list[Pair], cfg: EpochConfig, progress=None) -> None:
-    """Time every runnable pair's batches, one batch of each pair in turn."""
+def time_round_robin(pairs: list[Pair], cfg: EpochConfig, progress=None, on_round=None) -> None:
+    """Time every runnable pair's batches, one batch of each pair in turn; ``on_round()`` after each round."""
     live = [p for p in pairs if p.run is not None]
     k = 0
     while any(k < len(p.timed) and p.run is not None for p in live):
@@ -194,6 +194,8 @@ def time_round_robin(pairs: list[Pair], cfg: EpochConfig, progress=None) -> None
                 progress.set_description(f"{p.epoch.policy} {p.name}")
                 progress.update(1)
         k += 1
+        if on_round is not None:
+            on_round()
         before = sum(len(p.timed) for p in live)
         cut_losers(live, cfg)
         if progress is not None and sum(len(p.timed) for p in live) < before:
@@ -250,7 +252,18 @@ def measure_epochs(lengths, policies, strategies, cfg: EpochConfig, *, progress:
                 finished.add(id(p))
         bar = tqdm(total=sum(len(p.timed) for p in pairs if p.run is not None), unit="batch", file=sys.stderr,
                    disable=not progress)
-        time_round_robin(pairs, cfg, bar)
+
+        def keep_timed():
+            # A run killed mid-timing (a crash, a kill) still leaves what each pair had timed in the
+            # results file: pending rows with their batches so far and the estimate they give.
+            if on_row is not None:
+                for p in pairs:
+                    if p.run is not None and p.measured:
+                        p.row["measured_batches"] = len(p.measured)
+                        p.row["epoch_s"] = costmodel.estimate(p.x, p.measured, seed=cfg.seed, bootstrap=0)[0]
+                on_row(rows)
+
+        time_round_robin(pairs, cfg, bar, keep_timed)
         for p in pairs:
             finish_pair(p, cfg)
             finished.add(id(p))

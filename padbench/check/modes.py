@@ -36,6 +36,10 @@ def _check_path(runner: Runner, checker: Checker, batches: dict, mode: str, path
                 f"{mode}-mode {'forward/backward' if grad else 'forward'} failed on {batch.shapes()} "
                 f"({name.replace('_', ' ')} batch): {describe(exc)}") from None
 
+    def not_applicable(check, why):
+        report.not_applicable.append({"check": check, "mode": mode,
+                                      "reason": f"the {path} forward is random (dropout?): {why}"})
+
     def compare(check, base, run, cause=""):
         checker.compare_outputs(check, mode, path, base.out, run.out, batches["base"], cause)
         if base.grads is not None and run.grads is not None:
@@ -62,10 +66,8 @@ def _check_path(runner: Runner, checker: Checker, batches: dict, mode: str, path
     run = fwd("appended_padding", batches["appended_padding"])
     checker.nonfinite("appended_padding", mode, path, run, batches["appended_padding"])
     if stochastic:
-        report.not_applicable.append({
-            "check": "appended_padding", "mode": mode,
-            "reason": f"the {path} forward is random (dropout?): with a different input shape the "
-                      "random masks differ, so outputs cannot be compared; checked in eval mode"})
+        not_applicable("appended_padding", "with a different input shape the random masks differ, so outputs "
+                                           "cannot be compared; checked in eval mode")
     else:
         compare("appended_padding", base, run)
 
@@ -78,9 +80,6 @@ def _check_path(runner: Runner, checker: Checker, batches: dict, mode: str, path
         return
     checker.nonfinite("empty_sequence", mode, path, run, batches["empty_sequence"])
     if stochastic:
-        report.not_applicable.append({
-            "check": "empty_sequence", "mode": mode,
-            "reason": f"the {path} forward is random (dropout?): other rows are not compared when a "
-                      "row is added (NaN/Inf still checked)"})
+        not_applicable("empty_sequence", "other rows are not compared when a row is added (NaN/Inf still checked)")
     else:
         compare("empty_sequence", base, run)

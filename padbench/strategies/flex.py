@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 
@@ -23,7 +24,13 @@ def _flex(device_type: str):
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     if device_type == "cpu":
-        return flex_attention, create_block_mask
+        def eager(*args, **kwargs):
+            # Eager is padbench's choice here (above): torch's advice to compile it is not for the user.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+                return flex_attention(*args, **kwargs)
+
+        return eager, create_block_mask
     return torch.compile(flex_attention, dynamic=False), create_block_mask
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,8 @@ def cmd_epoch(args) -> int:
     if not any(strategies_for(p, strategies) for p in policies):
         raise PadbenchError(f"none of the strategies {', '.join(strategies)} runs the policies {', '.join(policies)}")
     modes = parse_modes(args.mode)
-    cfgs = [epoch_config(args, lengths, mode) for mode in modes]
-    cfg = cfgs[0]
+    cfg = epoch_config(args, lengths, modes[0])
+    cfgs = [replace(cfg, mode=mode) for mode in modes]
     config = {"lengths_file": str(args.lengths), "sequences": int(len(lengths)), "policies": policies,
               "strategies": strategies, "modes": modes, "batch_size": cfg.batch_size, "max_tokens": cfg.max_tokens,
               "row_len": cfg.row_len, "spec": cfg.spec.as_dict(), "model": cfg.model, "hf_config": cfg.hf_config,

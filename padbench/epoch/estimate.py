@@ -97,9 +97,18 @@ def plan(epoch: Epoch, name: str, cfg: EpochConfig) -> Pair:
     return Pair(epoch, name, base_row(epoch, name, cfg), x, sample, timed)
 
 
+def batch_lengths(pair: Pair, index: int) -> tuple[int, ...]:
+    return tuple(int(n) for n in pair.epoch.batches[index].lengths)
+
+
+def epoch_batch(pair: Pair, cfg: EpochConfig, index: int):
+    """Batch ``index`` of the pair's epoch, as the pair's model builds it (seeded by its index)."""
+    return pair.run.model.batch(batch_lengths(pair, index), cfg.seed + index)
+
+
 def case_for(pair: Pair, cfg: EpochConfig, index: int) -> Case:
     """The `runner.Case` of batch ``index`` of the pair's epoch."""
-    lengths = tuple(int(n) for n in pair.epoch.batches[index].lengths)
+    lengths = batch_lengths(pair, index)
     return Case(strategy=pair.name, distribution=f"epoch:{pair.epoch.policy}", device=cfg.device, mode=cfg.mode,
                 batch_size=len(lengths), spec=cfg.spec, seed=cfg.seed, model=cfg.model, hf_config=cfg.hf_config,
                 lengths=lengths, row_len=pair.epoch.row_len if pair.epoch.shape == "rows" else None)
@@ -125,21 +134,20 @@ def prepare_pair(pair: Pair, cfg: EpochConfig) -> None:
     """
     row = pair.row
     try:
-        run = prepare(case_for(pair, cfg, representative(pair)))
+        run = pair.run = prepare(case_for(pair, cfg, representative(pair)))
         warm = warm_up(run)
         row["prepare_s"], row["fastpath_taken"] = warm["prepare_s"], warm.get("fastpath_taken")
         # Once, untimed, the epoch's largest batch: the allocator has then seen the biggest buffers
         # (glibc serves them from its heap afterwards instead of fresh, page-faulting mmaps), so a
         # batch's time does not depend on which batches the process happened to run before it.
-        largest = largest_batch(pair)
-        run.run(run.model.batch(case_for(pair, cfg, largest).lengths, cfg.seed + largest))
+        run.run(epoch_batch(pair, cfg, largest_batch(pair)))
         eq = equivalence.check(run)
         row.update({k: eq[k] for k in ("max_rel_err", "grad_rel_err", "pad_invariant", "nan_free")})
         row["equivalent"], row["why_not"] = judge({**eq, "status": "ok", "mode": cfg.mode, "dtype": row["dtype"]})
-        pair.run = run
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # recorded: the other pairs still run
+        pair.run = None
         row.update(failure(exc))
 
 
@@ -149,15 +157,10 @@ def time_batch(run: Prepared, batch, cfg: EpochConfig) -> float:
                            max_run_time=cfg.max_run_time, slow_runs=1)[0]
 
 
-def quick_epoch_s(pair: Pair) -> float:
-    """The epoch at the mean time of the batches timed so far (they are a random order of a
-    stratified sample): rough, but enough to tell a pair several times slower than another."""
-    return float(np.mean(list(pair.measured.values()))) * len(pair.x)
-
-
-def remaining_s(pair: Pair) -> float:
-    """Seconds the rest of the pair's sample would take, at the mean of its batches so far."""
-    return float(np.mean(list(pair.measured.values()))) * (len(pair.timed) - len(pair.measured))
+def mean_batch_s(pair: Pair) -> float:
+    """The mean time of the batches timed so far (a random order of a stratified sample): rough,
+    but enough to tell a pair several times slower than another."""
+    return float(np.mean(list(pair.measured.values())))
 
 
 def cut_losers(live: list[Pair], cfg: EpochConfig) -> None:
@@ -167,9 +170,11 @@ def cut_losers(live: list[Pair], cfg: EpochConfig) -> None:
     ready = [p for p in live if p.run is not None and len(p.measured) >= CUTOFF_AFTER]
     if not cfg.cutoff or cfg.measure_all or len(ready) < 2:
         return
-    best = min(quick_epoch_s(p) for p in ready)
+    epoch_s = {id(p): mean_batch_s(p) * len(p.x) for p in ready}
+    best = min(epoch_s.values())
     for p in ready:
-        if quick_epoch_s(p) > CUTOFF * best and remaining_s(p) > CUTOFF_REMAINING_S:
+        remaining_s = mean_batch_s(p) * (len(p.timed) - len(p.measured))
+        if epoch_s[id(p)] > CUTOFF * best and remaining_s > CUTOFF_REMAINING_S:
             p.cut = True
             p.timed = p.timed[: len(p.measured)]
 
@@ -184,7 +189,7 @@ def time_round_robin(pairs: list[Pair], cfg: EpochConfig, progress=None, on_roun
                 continue
             i = int(p.timed[k])
             try:
-                p.measured[i] = time_batch(p.run, p.run.model.batch(case_for(p, cfg, i).lengths, cfg.seed + i), cfg)
+                p.measured[i] = time_batch(p.run, epoch_batch(p, cfg, i), cfg)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # this pair stops; the others go on
@@ -198,17 +203,20 @@ def time_round_robin(pairs: list[Pair], cfg: EpochConfig, progress=None, on_roun
             on_round()
         before = sum(len(p.timed) for p in live)
         cut_losers(live, cfg)
-        if progress is not None and sum(len(p.timed) for p in live) < before:
-            progress.total -= before - sum(len(p.timed) for p in live)
+        dropped = before - sum(len(p.timed) for p in live)
+        if progress is not None and dropped:
+            progress.total -= dropped
             progress.refresh()
 
 
-def fill_estimate(pair: Pair, cfg: EpochConfig) -> None:
+def fill_estimate(pair: Pair, cfg: EpochConfig, *, bootstrap: int = costmodel.BOOTSTRAP) -> None:
+    """The row's estimate from the batches timed so far (``bootstrap=0``: the point estimate, no interval)."""
     row, measured = pair.row, pair.measured
     if not measured:
         return
     row["measured_batches"] = len(measured)
-    row["epoch_s"], row["epoch_s_low"], row["epoch_s_high"] = costmodel.estimate(pair.x, measured, seed=cfg.seed)
+    row["epoch_s"], row["epoch_s_low"], row["epoch_s_high"] = costmodel.estimate(pair.x, measured, seed=cfg.seed,
+                                                                                 bootstrap=bootstrap)
     row["tokens_per_s"] = row["real_tokens"] / row["epoch_s"] if row["epoch_s"] else None
     if pair.cut:
         row["message"] = (f"timed {len(measured)} batches, then stopped: its epoch is over {CUTOFF:g}x the "
@@ -216,7 +224,7 @@ def fill_estimate(pair: Pair, cfg: EpochConfig) -> None:
     if cfg.measure_all and len(measured) == len(pair.x):
         # What the default sample alone would have estimated, from the same timings.
         part = {int(i): measured[int(i)] for i in pair.sample}
-        row["sample_estimate_s"] = costmodel.estimate(pair.x, part, seed=cfg.seed)[0]
+        row["sample_estimate_s"] = costmodel.estimate(pair.x, part, seed=cfg.seed, bootstrap=0)[0]
 
 
 def finish_pair(pair: Pair, cfg: EpochConfig) -> None:
@@ -258,9 +266,8 @@ def measure_epochs(lengths, policies, strategies, cfg: EpochConfig, *, progress:
             # results file: pending rows with their batches so far and the estimate they give.
             if on_row is not None:
                 for p in pairs:
-                    if p.run is not None and p.measured:
-                        p.row["measured_batches"] = len(p.measured)
-                        p.row["epoch_s"] = costmodel.estimate(p.x, p.measured, seed=cfg.seed, bootstrap=0)[0]
+                    if p.run is not None:
+                        fill_estimate(p, cfg, bootstrap=0)
                 on_row(rows)
 
         time_round_robin(pairs, cfg, bar, keep_timed)

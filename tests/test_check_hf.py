@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import torch
+from test_check import run_cli
 
 from padbench.check import check_hf
 from padbench.check.inputs import make_token_batches
-from padbench.cli import main as cli_main
 from padbench.errors import PadbenchError
 from padbench.models import hf_load
 
@@ -18,15 +18,6 @@ needs_hf = pytest.mark.skipif(importlib.util.find_spec("transformers") is None, 
 
 TINY = "num_hidden_layers=1,hidden_size=32,num_attention_heads=2,intermediate_size=64"
 SHORT = ["--batch-size", "3", "--max-len", "6"]
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = cli_main(["check", *argv])
-    except SystemExit as exc:  # argparse: a usage error
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def tiny_bert(cls=None, **config):

@@ -175,7 +175,8 @@ def test_ranking_and_verdict_rules():
     assert "keep `padded`" in recommend.verdict(keep, device="cpu", mode="training", batch_size=8, pad=0.1)
 
 
-@pytest.mark.parametrize("strategy", ["padded", "bucketed", "nested_fastpath", "jagged", "loop", "packed"])
+@pytest.mark.parametrize("strategy", ["padded", "bucketed", "nested_fastpath", "jagged", "loop", "packed",
+                                      "rowpacked"])
 def test_snippets_compute_the_encoder(strategy):
     """Each adoption snippet, run as written on `encoder`, `x`, `mask`, gives the encoder's function."""
     spec = EncoderSpec(32, 4, 64, 1)

@@ -13,7 +13,6 @@ from padbench.epoch import loaders as L
 from padbench.epoch.policies import POLICIES, SHAPE
 from padbench.lengths import sample_lengths
 from padbench.model import EncoderSpec
-from padbench.recommend import snippet
 from padbench.recommend.epoch import choose, exclusion
 from padbench.recommend.snippets import epoch_model_snippet
 from padbench.strategies.rowpacked import RowLayout
@@ -157,19 +156,6 @@ def test_loader_and_model_code_compute_the_encoder(policy, strategy):
             got = out.split([int(lengths[i]) for i in order])
             for i, o in zip(order, got):
                 torch.testing.assert_close(o, encoder(dataset.items[i][None])[0], rtol=1e-4, atol=1e-4)
-
-
-def test_rowpacked_snippet_computes_the_encoder():
-    spec = EncoderSpec(32, 4, 64, 1)
-    encoder = spec.build(seed=0).eval()
-    lengths = [5, 1, 9, 3]
-    x = torch.randn(4, 9, 32, generator=torch.Generator().manual_seed(1))
-    mask = torch.arange(9)[None, :] >= torch.tensor(lengths)[:, None]
-    with torch.no_grad():
-        ref = torch.cat([encoder(x[i : i + 1, :n])[0] for i, n in enumerate(lengths)])
-        scope = {"encoder": encoder, "x": x, "mask": mask}
-        exec(snippet("rowpacked"), scope)  # noqa: S102 - our own snippet
-    torch.testing.assert_close(scope["out"], ref, rtol=1e-4, atol=1e-4)
 
 
 # ------------------------------------------------------------------------------------ choosing
